@@ -1,0 +1,84 @@
+//! Error codes carried by `error` messages and WebSocket close frames.
+
+use serde::{Deserialize, Serialize};
+
+/// Machine-readable code of an `error` message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not valid JSON, or is binary.
+    InvalidJson,
+    /// The `type` field is missing or names no known message.
+    UnknownType,
+    /// The message has the right `type` but a missing or malformed field.
+    InvalidMessage,
+    /// A message other than `join` arrived before `join`.
+    NotJoined,
+    /// A second `join` arrived on a joined connection.
+    AlreadyJoined,
+    /// The room or display name is empty or too long.
+    InvalidName,
+    /// An SDP could not be parsed or was the wrong type.
+    InvalidSdp,
+    /// The SDP parsed but could not be applied (for example an answer with no offer pending).
+    NegotiationFailed,
+    /// A candidate could not be parsed or applied.
+    InvalidCandidate,
+    /// Too many candidates arrived before the description they belong to.
+    TooManyCandidates,
+    /// The message was larger than the limit; the connection closes with 1009.
+    MessageTooLarge,
+    /// The client did not read fast enough and its outgoing queue filled; the connection closes.
+    SlowConsumer,
+    /// The server is shutting down; the connection closes with 1001.
+    ServerShutdown,
+    /// A fault inside the server; the request had no effect.
+    InternalError,
+}
+
+impl ErrorCode {
+    /// Returns the code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::InvalidMessage => "invalid_message",
+            ErrorCode::NotJoined => "not_joined",
+            ErrorCode::AlreadyJoined => "already_joined",
+            ErrorCode::InvalidName => "invalid_name",
+            ErrorCode::InvalidSdp => "invalid_sdp",
+            ErrorCode::NegotiationFailed => "negotiation_failed",
+            ErrorCode::InvalidCandidate => "invalid_candidate",
+            ErrorCode::TooManyCandidates => "too_many_candidates",
+            ErrorCode::MessageTooLarge => "message_too_large",
+            ErrorCode::SlowConsumer => "slow_consumer",
+            ErrorCode::ServerShutdown => "server_shutdown",
+            ErrorCode::InternalError => "internal_error",
+        }
+    }
+}
+
+/// WebSocket close codes the server sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseCode {
+    /// 1000: the client sent `leave`.
+    Normal,
+    /// 1001: the server is shutting down.
+    GoingAway,
+    /// 1009: a message was over the size limit.
+    MessageTooBig,
+    /// 4008: the client's outgoing queue filled because it stopped reading.
+    SlowConsumer,
+}
+
+impl CloseCode {
+    /// Returns the numeric close code.
+    pub fn code(self) -> u16 {
+        match self {
+            CloseCode::Normal => 1000,
+            CloseCode::GoingAway => 1001,
+            CloseCode::MessageTooBig => 1009,
+            CloseCode::SlowConsumer => 4008,
+        }
+    }
+}

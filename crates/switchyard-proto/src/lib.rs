@@ -1,0 +1,209 @@
+//! Signaling messages exchanged between a Switchyard client and server.
+//!
+//! Every message is one JSON text frame with a `type` field naming the variant in `snake_case`.
+//! Field names are `camelCase`, so ICE candidates have the same shape as the browser's
+//! `RTCIceCandidate.toJSON()`. `docs/protocol.md` describes the sequences and the error codes.
+//!
+//! Each participant has two peer connections with the server:
+//! - the **publisher** connection carries the participant's own media to the server. The client
+//!   always makes the offer on it and the server answers.
+//! - the **subscriber** connection carries everyone else's media to the participant. The server
+//!   always makes the offer on it and the client answers.
+
+use serde::{Deserialize, Serialize};
+
+mod error;
+pub use error::{CloseCode, ErrorCode};
+
+/// Peer connection that an SDP or a candidate belongs to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// Connection carrying the participant's media to the server; the client offers.
+    #[default]
+    Publisher,
+    /// Connection carrying other participants' media to the client; the server offers.
+    Subscriber,
+}
+
+/// ICE candidate in the browser's `RTCIceCandidateInit` shape.
+///
+/// An empty `candidate` string means end-of-candidates for that connection.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Candidate {
+    /// Candidate attribute as RFC 8839 section 5.1 defines it, without the `a=` prefix.
+    pub candidate: String,
+    /// Media id of the m-section the candidate belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdp_mid: Option<String>,
+    /// Index of the m-section the candidate belongs to.
+    #[serde(
+        default,
+        rename = "sdpMLineIndex",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sdp_mline_index: Option<u16>,
+    /// ICE username fragment of the session the candidate belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_fragment: Option<String>,
+}
+
+impl Candidate {
+    /// Returns true when this is the end-of-candidates marker.
+    pub fn is_end_of_candidates(&self) -> bool {
+        self.candidate.trim().is_empty()
+    }
+}
+
+/// Member of a room as other participants see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantInfo {
+    /// Server-assigned id, unique for one join. Also the media stream id of the participant's
+    /// tracks on every subscriber connection.
+    pub id: String,
+    /// Display name given at join.
+    pub name: String,
+}
+
+/// STUN or TURN server for the browser's `RTCConfiguration.iceServers`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IceServer {
+    /// `stun:`, `turn:` or `turns:` URLs.
+    pub urls: Vec<String>,
+    /// TURN username.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// Media kind of a track.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackKind {
+    /// Audio track.
+    Audio,
+    /// Video track.
+    Video,
+}
+
+/// Message from a client to the server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", rename_all_fields = "camelCase")]
+pub enum ClientMessage {
+    /// Enter a room. Must be the first message on a connection.
+    Join {
+        /// Room name; created on first join.
+        room: String,
+        /// Display name shown to the others.
+        name: String,
+    },
+    /// SDP offer for the publisher connection.
+    Offer {
+        /// Session description.
+        sdp: String,
+    },
+    /// SDP answer to the server's latest subscriber offer.
+    Answer {
+        /// Session description.
+        sdp: String,
+    },
+    /// Trickled ICE candidate, or end-of-candidates when `candidate` is empty.
+    Candidate {
+        /// Connection the candidate belongs to; `publisher` when absent.
+        #[serde(default)]
+        target: Target,
+        /// The candidate.
+        #[serde(flatten)]
+        candidate: Candidate,
+    },
+    /// Leave the room; the server closes the connection afterwards.
+    Leave,
+}
+
+/// Message from the server to a client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", rename_all_fields = "camelCase")]
+pub enum ServerMessage {
+    /// Reply to `join`.
+    Joined {
+        /// Room that was joined.
+        room: String,
+        /// Id assigned to this participant.
+        participant_id: String,
+        /// Participants already in the room, without the new one.
+        participants: Vec<ParticipantInfo>,
+        /// ICE servers for both peer connections.
+        ice_servers: Vec<IceServer>,
+    },
+    /// Another participant entered the room.
+    ParticipantJoined {
+        /// The new participant.
+        participant: ParticipantInfo,
+    },
+    /// Another participant left the room or was disconnected.
+    ParticipantLeft {
+        /// Id of the participant that left.
+        participant_id: String,
+    },
+    /// Answer to the client's publisher offer.
+    Answer {
+        /// Session description.
+        sdp: String,
+    },
+    /// Offer for the subscriber connection; the client replies with `answer`.
+    Offer {
+        /// Session description.
+        sdp: String,
+    },
+    /// Server ICE candidate, or end-of-candidates when `candidate` is empty.
+    Candidate {
+        /// Connection the candidate belongs to.
+        target: Target,
+        /// The candidate.
+        #[serde(flatten)]
+        candidate: Candidate,
+    },
+    /// A track of another participant was added to this participant's subscriber connection.
+    /// Sent before the offer that carries it.
+    TrackAdded {
+        /// Publishing participant; also the track's media stream id.
+        participant_id: String,
+        /// Track id as it appears in the subscriber SDP's `a=msid`.
+        track_id: String,
+        /// Audio or video.
+        kind: TrackKind,
+    },
+    /// A track was removed from the subscriber connection because its publisher left or its
+    /// connection failed. Sent before the offer that removes it.
+    TrackRemoved {
+        /// Publishing participant.
+        participant_id: String,
+        /// Track id that ended.
+        track_id: String,
+    },
+    /// A request failed; the connection stays open unless a close frame follows.
+    Error {
+        /// Stable machine-readable code; see [`ErrorCode`].
+        code: ErrorCode,
+        /// Human-readable detail.
+        message: String,
+    },
+}
+
+impl ServerMessage {
+    /// Builds an `error` message.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerMessage::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,165 @@
+use super::*;
+use serde_json::json;
+
+fn round_trip_client(message: ClientMessage, expected: serde_json::Value) {
+    let encoded = serde_json::to_value(&message).unwrap();
+    assert_eq!(encoded, expected);
+    let decoded: ClientMessage = serde_json::from_value(expected).unwrap();
+    assert_eq!(decoded, message);
+}
+
+fn round_trip_server(message: ServerMessage, expected: serde_json::Value) {
+    let encoded = serde_json::to_value(&message).unwrap();
+    assert_eq!(encoded, expected);
+    let decoded: ServerMessage = serde_json::from_value(expected).unwrap();
+    assert_eq!(decoded, message);
+}
+
+#[test]
+fn client_messages_round_trip() {
+    round_trip_client(
+        ClientMessage::Join {
+            room: "demo".into(),
+            name: "Ada".into(),
+        },
+        json!({"type": "join", "room": "demo", "name": "Ada"}),
+    );
+    round_trip_client(
+        ClientMessage::Offer { sdp: "v=0".into() },
+        json!({"type": "offer", "sdp": "v=0"}),
+    );
+    round_trip_client(
+        ClientMessage::Answer { sdp: "v=0".into() },
+        json!({"type": "answer", "sdp": "v=0"}),
+    );
+    round_trip_client(
+        ClientMessage::Candidate {
+            target: Target::Subscriber,
+            candidate: Candidate {
+                candidate: "candidate:1 1 udp 1 127.0.0.1 5000 typ host".into(),
+                sdp_mid: Some("0".into()),
+                sdp_mline_index: Some(0),
+                username_fragment: Some("abcd".into()),
+            },
+        },
+        json!({
+            "type": "candidate",
+            "target": "subscriber",
+            "candidate": "candidate:1 1 udp 1 127.0.0.1 5000 typ host",
+            "sdpMid": "0",
+            "sdpMLineIndex": 0,
+            "usernameFragment": "abcd"
+        }),
+    );
+    round_trip_client(ClientMessage::Leave, json!({"type": "leave"}));
+}
+
+#[test]
+fn candidate_target_defaults_to_publisher() {
+    let text = r#"{"type":"candidate","sdpMid":"0","sdpMLineIndex":0,"candidate":""}"#;
+    let message: ClientMessage = serde_json::from_str(text).unwrap();
+    let ClientMessage::Candidate { target, candidate } = message else {
+        panic!("decoded {message:?}, expected a candidate");
+    };
+    assert_eq!(target, Target::Publisher);
+    assert!(candidate.is_end_of_candidates());
+}
+
+#[test]
+fn server_messages_round_trip() {
+    round_trip_server(
+        ServerMessage::Joined {
+            room: "demo".into(),
+            participant_id: "p1".into(),
+            participants: vec![ParticipantInfo {
+                id: "p0".into(),
+                name: "Grace".into(),
+            }],
+            ice_servers: vec![IceServer {
+                urls: vec!["stun:127.0.0.1:3478".into()],
+                username: None,
+                credential: None,
+            }],
+        },
+        json!({
+            "type": "joined",
+            "room": "demo",
+            "participantId": "p1",
+            "participants": [{"id": "p0", "name": "Grace"}],
+            "iceServers": [{"urls": ["stun:127.0.0.1:3478"]}]
+        }),
+    );
+    round_trip_server(
+        ServerMessage::ParticipantJoined {
+            participant: ParticipantInfo {
+                id: "p2".into(),
+                name: "Lin".into(),
+            },
+        },
+        json!({"type": "participant_joined", "participant": {"id": "p2", "name": "Lin"}}),
+    );
+    round_trip_server(
+        ServerMessage::ParticipantLeft {
+            participant_id: "p2".into(),
+        },
+        json!({"type": "participant_left", "participantId": "p2"}),
+    );
+    round_trip_server(
+        ServerMessage::Offer { sdp: "v=0".into() },
+        json!({"type": "offer", "sdp": "v=0"}),
+    );
+    round_trip_server(
+        ServerMessage::Answer { sdp: "v=0".into() },
+        json!({"type": "answer", "sdp": "v=0"}),
+    );
+    round_trip_server(
+        ServerMessage::Candidate {
+            target: Target::Publisher,
+            candidate: Candidate::default(),
+        },
+        json!({"type": "candidate", "target": "publisher", "candidate": ""}),
+    );
+    round_trip_server(
+        ServerMessage::TrackAdded {
+            participant_id: "p0".into(),
+            track_id: "t1".into(),
+            kind: TrackKind::Video,
+        },
+        json!({"type": "track_added", "participantId": "p0", "trackId": "t1", "kind": "video"}),
+    );
+    round_trip_server(
+        ServerMessage::TrackRemoved {
+            participant_id: "p0".into(),
+            track_id: "t1".into(),
+        },
+        json!({"type": "track_removed", "participantId": "p0", "trackId": "t1"}),
+    );
+    round_trip_server(
+        ServerMessage::error(ErrorCode::InvalidSdp, "bad"),
+        json!({"type": "error", "code": "invalid_sdp", "message": "bad"}),
+    );
+}
+
+#[test]
+fn error_code_strings_match_serde() {
+    let codes = [
+        ErrorCode::InvalidJson,
+        ErrorCode::UnknownType,
+        ErrorCode::InvalidMessage,
+        ErrorCode::NotJoined,
+        ErrorCode::AlreadyJoined,
+        ErrorCode::InvalidName,
+        ErrorCode::InvalidSdp,
+        ErrorCode::NegotiationFailed,
+        ErrorCode::InvalidCandidate,
+        ErrorCode::TooManyCandidates,
+        ErrorCode::MessageTooLarge,
+        ErrorCode::SlowConsumer,
+        ErrorCode::ServerShutdown,
+        ErrorCode::InternalError,
+    ];
+    for code in codes {
+        let encoded = serde_json::to_value(code).unwrap();
+        assert_eq!(encoded, json!(code.as_str()));
+    }
+}
