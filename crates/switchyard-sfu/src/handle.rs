@@ -1,8 +1,14 @@
 //! Command interface between the signaling layer and the SFU task.
 
-use switchyard_proto::{Candidate, ServerMessage, Target};
-use tokio::sync::mpsc;
+use std::net::SocketAddr;
 
+use switchyard_proto::{Candidate, ServerMessage, Target};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::info;
+
+use crate::driver;
+use crate::sfu::Sfu;
 use crate::SfuConfig;
 
 /// Channel on which the SFU sends one participant's SDP, candidates, track notices and errors,
@@ -35,15 +41,22 @@ pub(crate) enum Command {
 }
 
 /// Cheap, cloneable handle to the SFU task. Every method only queues a command, so none blocks.
+/// The task stops when the last handle is dropped.
 #[derive(Clone, Debug)]
 pub struct SfuHandle {
     commands: mpsc::UnboundedSender<Command>,
+    media_addr: SocketAddr,
 }
 
 impl SfuHandle {
-    /// Adds a participant to a room's forwarding group. Its publisher and subscriber peer
-    /// connections are created now; media of the others is offered on the subscriber connection
-    /// once the participant is connected.
+    /// Address the media socket is bound to.
+    pub fn media_addr(&self) -> SocketAddr {
+        self.media_addr
+    }
+
+    /// Adds a participant to a room's forwarding group and creates its publisher and subscriber
+    /// peer connections. Tracks already published in the room are offered on the subscriber
+    /// connection at once.
     pub fn join(&self, room: &str, participant_id: &str, events: EventSender) {
         self.send(Command::Join {
             room: room.to_owned(),
@@ -86,15 +99,38 @@ impl SfuHandle {
     }
 
     fn send(&self, command: Command) {
-        // The SFU task only stops after every handle is dropped, or at shutdown, when losing a
-        // command is harmless.
+        // The task only stops once every handle is dropped, so the channel is open while `self`
+        // exists; a failed send cannot happen and would be harmless.
         let _ = self.commands.send(command);
     }
 }
 
-/// Binds the media socket and spawns the SFU task.
+/// Binds the media socket and spawns the SFU task on the current tokio runtime.
+///
+/// Fails when the socket cannot be bound, or when it is bound to an unspecified address
+/// (`0.0.0.0`, `::`) without a public address to advertise.
 pub async fn start(config: SfuConfig) -> std::io::Result<SfuHandle> {
-    let _ = config;
-    let (commands, _rx) = mpsc::unbounded_channel();
-    Ok(SfuHandle { commands })
+    let socket = UdpSocket::bind(config.bind).await?;
+    let media_addr = socket.local_addr()?;
+    let advertised = match config.public_ip {
+        Some(ip) => SocketAddr::new(ip, media_addr.port()),
+        None if media_addr.ip().is_unspecified() => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "media socket bound to {media_addr}, which cannot be advertised as an ICE \
+                     candidate; set a public IP or bind a specific address"
+                ),
+            ));
+        }
+        None => media_addr,
+    };
+    let sfu = Sfu::new(media_addr, advertised).map_err(std::io::Error::other)?;
+    let (commands, receiver) = mpsc::unbounded_channel();
+    info!(%media_addr, %advertised, "SFU media socket bound");
+    tokio::spawn(driver::run(socket, sfu, receiver));
+    Ok(SfuHandle {
+        commands,
+        media_addr,
+    })
 }

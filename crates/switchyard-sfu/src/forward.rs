@@ -1,0 +1,473 @@
+//! Published tracks, subscriptions, RTP forwarding and keyframe requests.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::event::RTCTrackEventInit;
+use rtc::peer_connection::message::RTCMessage;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{
+    RTCRtpReceiverId, RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit,
+};
+use switchyard_proto::{ServerMessage, Target, TrackKind};
+use tracing::{debug, info, trace};
+
+use crate::peer::random_token;
+use crate::sfu::{ParticipantKey, PeerKey, Sfu, KEYFRAME_REQUEST_INTERVAL};
+
+/// A track received on a publisher connection.
+pub(crate) struct PublishedTrack {
+    /// Track id inside the publisher's own peer connection.
+    pub rtc_track_id: String,
+    pub receiver_id: RTCRtpReceiverId,
+    pub ssrc: u32,
+    pub kind: TrackKind,
+    /// Id shown to subscribers (`a=msid` and `track_added`). Fresh for every published track, so
+    /// a publisher that rejoins never revives an ended track on a subscriber.
+    pub id: String,
+    /// Codec of the media, known from the first media packet. Subscribers get the track then.
+    pub codec: Option<RTCRtpCodec>,
+    /// Payload types negotiated on the publisher connection.
+    pub incoming_codecs: Vec<(u8, RTCRtpCodec)>,
+    pub last_keyframe_request: Option<Instant>,
+    pub keyframe_pending: bool,
+}
+
+/// A published track sent to one subscriber.
+pub(crate) struct Subscription {
+    pub publisher: ParticipantKey,
+    /// Public id of the published track; also the sender's track id on this connection.
+    pub track_id: String,
+    pub sender_id: RTCRtpSenderId,
+    pub ssrc: u32,
+    pub kind: TrackKind,
+    /// Incoming payload type to the one negotiated on this subscriber connection. Cleared after
+    /// each renegotiation.
+    pub payload_types: HashMap<u8, u8>,
+}
+
+fn track_kind(kind: RtpCodecKind) -> TrackKind {
+    match kind {
+        RtpCodecKind::Audio => TrackKind::Audio,
+        _ => TrackKind::Video,
+    }
+}
+
+fn is_same_codec(a: &RTCRtpCodec, b: &RTCRtpCodec) -> bool {
+    a.mime_type.eq_ignore_ascii_case(&b.mime_type)
+}
+
+impl Sfu {
+    /// Records a track that opened on a publisher connection. Subscribers get it once its first
+    /// media packet shows the codec.
+    pub(crate) fn open_published_track(&mut self, key: ParticipantKey, init: RTCTrackEventInit) {
+        let Some(participant) = self.participants.get_mut(&key) else {
+            return;
+        };
+        let Some(mut receiver) = participant.publisher.pc.rtp_receiver(init.receiver_id) else {
+            return;
+        };
+        let kind = track_kind(receiver.track().kind());
+        let incoming_codecs = receiver
+            .get_parameters()
+            .rtp_parameters
+            .codecs
+            .iter()
+            .map(|codec| (codec.payload_type, codec.rtp_codec.clone()))
+            .collect();
+        let id = format!("TR_{}", random_token(12));
+        info!(
+            room_id = %participant.room,
+            participant_id = %participant.id,
+            track_id = %id,
+            ?kind,
+            "track published"
+        );
+        participant.published.push(PublishedTrack {
+            rtc_track_id: init.track_id,
+            receiver_id: init.receiver_id,
+            ssrc: init.ssrc,
+            kind,
+            id,
+            codec: None,
+            incoming_codecs,
+            last_keyframe_request: None,
+            keyframe_pending: false,
+        });
+    }
+
+    /// Handles an application message from a connection: RTP from a publisher is forwarded,
+    /// keyframe requests from a subscriber go to the publisher.
+    pub(crate) fn handle_peer_message(
+        &mut self,
+        now: Instant,
+        peer_key: PeerKey,
+        message: RTCMessage,
+    ) {
+        match (peer_key.target, message) {
+            (Target::Publisher, RTCMessage::RtpPacket(track_id, packet)) => {
+                self.forward_rtp(now, peer_key.participant, &track_id, packet);
+            }
+            (Target::Subscriber, RTCMessage::RtcpPacket(track_id, _packets)) => {
+                // Only PLI and FIR are marked for delivery; both ask for a keyframe.
+                let source = self.participants.get(&peer_key.participant).and_then(|p| {
+                    p.subscriptions
+                        .iter()
+                        .find(|s| s.track_id == track_id)
+                        .map(|s| (s.publisher, s.track_id.clone()))
+                });
+                if let Some((publisher, track_id)) = source {
+                    self.request_keyframe(now, publisher, &track_id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn forward_rtp(
+        &mut self,
+        now: Instant,
+        key: ParticipantKey,
+        rtc_track_id: &str,
+        mut packet: rtc::rtp::Packet,
+    ) {
+        if packet.payload.is_empty() {
+            // Padding-only probes are for the publisher's bandwidth estimate, not for subscribers.
+            return;
+        }
+        let Some(participant) = self.participants.get_mut(&key) else {
+            return;
+        };
+        let Some(track) = participant
+            .published
+            .iter_mut()
+            .find(|track| track.rtc_track_id == rtc_track_id)
+        else {
+            return;
+        };
+        let payload_type = packet.header.payload_type;
+        let Some(codec) = track
+            .incoming_codecs
+            .iter()
+            .find(|(pt, _)| *pt == payload_type)
+            .map(|(_, codec)| codec.clone())
+        else {
+            trace!(payload_type, "RTP with unnegotiated payload type dropped");
+            return;
+        };
+        if codec.mime_type.to_ascii_lowercase().ends_with("/rtx") {
+            return;
+        }
+        let track_id = track.id.clone();
+        if track.codec.is_none() {
+            track.codec = Some(codec.clone());
+            for subscriber in self.room_peers(key) {
+                self.subscribe(now, subscriber, key, &track_id);
+            }
+        }
+
+        // Header extension ids are negotiated per connection; forward none rather than wrong ids.
+        packet.header.extension = false;
+        packet.header.extension_profile = 0;
+        packet.header.extensions.clear();
+        packet.header.extensions_padding = 0;
+
+        for subscriber_key in self.room_peers(key) {
+            let Some(subscriber) = self.participants.get_mut(&subscriber_key) else {
+                continue;
+            };
+            if !subscriber.subscriber.connected {
+                continue;
+            }
+            let Some(subscription) = subscriber
+                .subscriptions
+                .iter_mut()
+                .find(|s| s.publisher == key && s.track_id == track_id)
+            else {
+                continue;
+            };
+            let Some(mut sender) = subscriber.subscriber.pc.rtp_sender(subscription.sender_id)
+            else {
+                continue;
+            };
+            let outgoing_type = match subscription.payload_types.get(&payload_type) {
+                Some(pt) => *pt,
+                None => {
+                    let codecs = &sender.get_parameters().rtp_parameters.codecs;
+                    let negotiated = codecs
+                        .iter()
+                        .find(|candidate| {
+                            is_same_codec(&candidate.rtp_codec, &codec)
+                                && candidate.rtp_codec.sdp_fmtp_line == codec.sdp_fmtp_line
+                        })
+                        .or_else(|| {
+                            codecs
+                                .iter()
+                                .find(|candidate| is_same_codec(&candidate.rtp_codec, &codec))
+                        })
+                        .map(|candidate| candidate.payload_type);
+                    let Some(pt) = negotiated else {
+                        // The subscriber did not accept this codec; nothing can be sent.
+                        continue;
+                    };
+                    subscription.payload_types.insert(payload_type, pt);
+                    pt
+                }
+            };
+            let mut outgoing = packet.clone();
+            outgoing.header.ssrc = subscription.ssrc;
+            outgoing.header.payload_type = outgoing_type;
+            if let Err(error) = sender.write_rtp(now, outgoing) {
+                trace!(participant_id = %subscriber.id, %error, "forwarding RTP failed");
+                continue;
+            }
+            self.dirty.push(PeerKey {
+                participant: subscriber_key,
+                target: Target::Subscriber,
+            });
+        }
+    }
+
+    /// Adds one published track of `publisher` to `subscriber`'s connection and renegotiates.
+    pub(crate) fn subscribe(
+        &mut self,
+        now: Instant,
+        subscriber_key: ParticipantKey,
+        publisher_key: ParticipantKey,
+        track_id: &str,
+    ) {
+        let Some(publisher) = self.participants.get(&publisher_key) else {
+            return;
+        };
+        let Some(track) = publisher.published.iter().find(|t| t.id == track_id) else {
+            return;
+        };
+        let Some(codec) = track.codec.clone() else {
+            return;
+        };
+        let kind = track.kind;
+        let publisher_id = publisher.id.clone();
+        let Some(subscriber) = self.participants.get_mut(&subscriber_key) else {
+            return;
+        };
+        if subscriber
+            .subscriptions
+            .iter()
+            .any(|s| s.publisher == publisher_key && s.track_id == track_id)
+        {
+            return;
+        }
+
+        let ssrc = rand::random::<u32>();
+        let rtc_kind = match kind {
+            TrackKind::Audio => RtpCodecKind::Audio,
+            TrackKind::Video => RtpCodecKind::Video,
+        };
+        let egress = MediaStreamTrack::new(
+            publisher_id.clone(),
+            track_id.to_owned(),
+            track_id.to_owned(),
+            rtc_kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec,
+                ..Default::default()
+            }],
+        );
+        // A new transceiver per track, never a reused one, so the browser sees a new track id.
+        // NOTE: the subscriber SDP grows by one m-section per track ever sent to it.
+        let init = RTCRtpTransceiverInit {
+            direction: RTCRtpTransceiverDirection::Sendonly,
+            streams: vec![publisher_id.clone()],
+            send_encodings: vec![],
+        };
+        let transceiver = match subscriber
+            .subscriber
+            .pc
+            .add_transceiver_from_track(egress, Some(init))
+        {
+            Ok(transceiver) => transceiver,
+            Err(error) => {
+                tracing::error!(participant_id = %subscriber.id, %error, "failed to add track to subscriber");
+                return;
+            }
+        };
+        debug!(participant_id = %subscriber.id, track_id, "track added to subscriber");
+        subscriber.subscriptions.push(Subscription {
+            publisher: publisher_key,
+            track_id: track_id.to_owned(),
+            sender_id: RTCRtpSenderId::from(transceiver),
+            ssrc,
+            kind,
+            payload_types: HashMap::new(),
+        });
+        subscriber
+            .negotiation
+            .notices
+            .push(ServerMessage::TrackAdded {
+                participant_id: publisher_id,
+                track_id: track_id.to_owned(),
+                kind,
+            });
+        self.request_subscriber_offer(now, subscriber_key);
+    }
+
+    /// Gives a newly joined participant every track already published in its room.
+    pub(crate) fn subscribe_to_room(&mut self, now: Instant, key: ParticipantKey) {
+        for publisher in self.room_peers(key) {
+            let tracks: Vec<String> = self.participants[&publisher]
+                .published
+                .iter()
+                .filter(|track| track.codec.is_some())
+                .map(|track| track.id.clone())
+                .collect();
+            for track_id in tracks {
+                self.subscribe(now, key, publisher, &track_id);
+            }
+        }
+    }
+
+    /// Removes one published track from its publisher and from every subscriber.
+    pub(crate) fn unpublish(&mut self, now: Instant, key: ParticipantKey, rtc_track_id: &str) {
+        let Some(participant) = self.participants.get_mut(&key) else {
+            return;
+        };
+        let Some(index) = participant
+            .published
+            .iter()
+            .position(|track| track.rtc_track_id == rtc_track_id)
+        else {
+            return;
+        };
+        let track = participant.published.remove(index);
+        info!(participant_id = %participant.id, track_id = %track.id, "track unpublished");
+        let publisher_id = participant.id.clone();
+        for subscriber_key in self.room_peers(key) {
+            let Some(subscriber) = self.participants.get_mut(&subscriber_key) else {
+                continue;
+            };
+            let Some(position) = subscriber
+                .subscriptions
+                .iter()
+                .position(|s| s.publisher == key && s.track_id == track.id)
+            else {
+                continue;
+            };
+            let subscription = subscriber.subscriptions.remove(position);
+            if let Err(error) = subscriber
+                .subscriber
+                .pc
+                .remove_track(subscription.sender_id)
+            {
+                debug!(participant_id = %subscriber.id, %error, "removing track from subscriber failed");
+            }
+            subscriber
+                .negotiation
+                .notices
+                .push(ServerMessage::TrackRemoved {
+                    participant_id: publisher_id.clone(),
+                    track_id: track.id.clone(),
+                });
+            self.request_subscriber_offer(now, subscriber_key);
+        }
+    }
+
+    /// Removes every track of a publisher, when it leaves or its connection fails.
+    pub(crate) fn unpublish_all(&mut self, now: Instant, key: ParticipantKey) {
+        let tracks: Vec<String> = match self.participants.get(&key) {
+            Some(participant) => participant
+                .published
+                .iter()
+                .map(|track| track.rtc_track_id.clone())
+                .collect(),
+            None => return,
+        };
+        for track in tracks {
+            self.unpublish(now, key, &track);
+        }
+    }
+
+    /// Sends a PLI for one video track to its publisher, at most once per
+    /// [`KEYFRAME_REQUEST_INTERVAL`]. A request inside the interval is sent when it ends.
+    pub(crate) fn request_keyframe(&mut self, now: Instant, key: ParticipantKey, track_id: &str) {
+        let Some(participant) = self.participants.get_mut(&key) else {
+            return;
+        };
+        let Some(track) = participant
+            .published
+            .iter_mut()
+            .find(|track| track.id == track_id && track.kind == TrackKind::Video)
+        else {
+            return;
+        };
+        if let Some(last) = track.last_keyframe_request {
+            let allowed_at = last + KEYFRAME_REQUEST_INTERVAL;
+            if now < allowed_at {
+                track.keyframe_pending = true;
+                self.schedule_keyframe_flush(allowed_at);
+                return;
+            }
+        }
+        track.last_keyframe_request = Some(now);
+        track.keyframe_pending = false;
+        let (receiver_id, media_ssrc) = (track.receiver_id, track.ssrc);
+        let Some(mut receiver) = participant.publisher.pc.rtp_receiver(receiver_id) else {
+            return;
+        };
+        let pli = PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc,
+        };
+        if let Err(error) = receiver.write_rtcp(now, vec![Box::new(pli)]) {
+            debug!(participant_id = %participant.id, %error, "sending PLI failed");
+            return;
+        }
+        trace!(participant_id = %participant.id, track_id, "keyframe requested");
+        self.dirty.push(PeerKey {
+            participant: key,
+            target: Target::Publisher,
+        });
+    }
+
+    /// Sends the keyframe requests that were held back by the throttle.
+    pub(crate) fn flush_keyframe_requests(&mut self, now: Instant) {
+        let pending: Vec<(ParticipantKey, String)> = self
+            .participants
+            .iter()
+            .flat_map(|(key, participant)| {
+                participant
+                    .published
+                    .iter()
+                    .filter(|track| track.keyframe_pending)
+                    .map(|track| (*key, track.id.clone()))
+            })
+            .collect();
+        for (key, track_id) in pending {
+            self.request_keyframe(now, key, &track_id);
+        }
+    }
+
+    /// Asks the publishers of every video track a subscriber receives for a keyframe, so a
+    /// participant who joins mid-call sees video at once.
+    pub(crate) fn request_keyframes_for_subscriber(&mut self, now: Instant, key: ParticipantKey) {
+        let Some(participant) = self.participants.get(&key) else {
+            return;
+        };
+        let sources: Vec<(ParticipantKey, String)> = participant
+            .subscriptions
+            .iter()
+            .filter(|s| s.kind == TrackKind::Video)
+            .map(|s| (s.publisher, s.track_id.clone()))
+            .collect();
+        for (publisher, track_id) in sources {
+            self.request_keyframe(now, publisher, &track_id);
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Construction of the server's peer connections: codecs, interceptors, ICE credentials and the
+//! one host candidate, plus the buffering of remote candidates that arrive early.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{
+    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
+};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
+};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
+};
+use rtc::sansio::Protocol;
+use rtc::shared::error::Error as RtcError;
+use switchyard_proto::Candidate;
+
+/// Candidates buffered per connection before its remote description is set. A browser sends a
+/// handful per network interface, so this only stops a client that floods.
+pub(crate) const MAX_PENDING_CANDIDATES: usize = 64;
+
+/// Codecs the SFU accepts from publishers and offers to subscribers. H.264 entries are matched on
+/// profile (RFC 6184 section 8.2.2), so one entry per profile family and packetization mode covers
+/// every level a browser offers; the level answered is the one registered here.
+fn codecs() -> Vec<(RTCRtpCodecParameters, RtpCodecKind)> {
+    let video_feedback = vec![
+        feedback("ccm", "fir"),
+        feedback("nack", ""),
+        feedback("nack", "pli"),
+    ];
+    let opus = RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    };
+    let video = |mime: &str, fmtp: &str| RTCRtpCodec {
+        mime_type: mime.to_owned(),
+        clock_rate: 90000,
+        channels: 0,
+        sdp_fmtp_line: fmtp.to_owned(),
+        rtcp_feedback: video_feedback.clone(),
+    };
+    let h264 = |profile_level_id: &str, mode: u8| {
+        video(
+            MIME_TYPE_H264,
+            &format!(
+                "level-asymmetry-allowed=1;packetization-mode={mode};profile-level-id={profile_level_id}"
+            ),
+        )
+    };
+    vec![
+        (codec(opus, 111), RtpCodecKind::Audio),
+        (codec(video(MIME_TYPE_VP8, ""), 96), RtpCodecKind::Video),
+        // Constrained Baseline, Baseline, Main and Constrained High, each at level 3.1.
+        (codec(h264("42e01f", 1), 102), RtpCodecKind::Video),
+        (codec(h264("42e01f", 0), 103), RtpCodecKind::Video),
+        (codec(h264("42001f", 1), 104), RtpCodecKind::Video),
+        (codec(h264("4d001f", 1), 106), RtpCodecKind::Video),
+        (codec(h264("640c1f", 1), 108), RtpCodecKind::Video),
+    ]
+}
+
+fn feedback(typ: &str, parameter: &str) -> RTCPFeedback {
+    RTCPFeedback {
+        typ: typ.to_owned(),
+        parameter: parameter.to_owned(),
+    }
+}
+
+fn codec(rtp_codec: RTCRtpCodec, payload_type: u8) -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
+        rtp_codec,
+        payload_type,
+        ..Default::default()
+    }
+}
+
+/// Marks inbound keyframe requests (PLI and FIR) for delivery to the application, so the SFU can
+/// pass a subscriber's request on to the publisher. Without a mark the interceptor chain consumes
+/// all inbound RTCP. Other RTCP stays with the chain.
+#[derive(Default)]
+struct DeliverKeyframeRequests {
+    read_queue: VecDeque<TaggedPacket>,
+    write_queue: VecDeque<TaggedPacket>,
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for DeliverKeyframeRequests {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = RtcError;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            let wants_keyframe = packets.iter().any(|packet| {
+                packet.as_any().is::<PictureLossIndication>()
+                    || packet.as_any().is::<FullIntraRequest>()
+            });
+            if wants_keyframe {
+                msg.message.add(Attribute::DeliverToApplication);
+            }
+        }
+        self.read_queue.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read_queue.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write_queue.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write_queue.pop_front()
+    }
+
+    fn handle_timeout(&mut self, _now: Instant) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    fn poll_timeout(&mut self) -> Option<Self::Time> {
+        None
+    }
+}
+
+impl Interceptor for DeliverKeyframeRequests {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+/// ICE username fragment and password of one server-side connection.
+#[derive(Clone, Debug)]
+pub(crate) struct IceCredentials {
+    pub ufrag: String,
+    pub pwd: String,
+}
+
+impl IceCredentials {
+    pub fn random() -> Self {
+        IceCredentials {
+            ufrag: random_token(16),
+            pwd: random_token(32),
+        }
+    }
+}
+
+/// Returns `len` random characters from the ICE character set (RFC 8839 section 5.4).
+pub(crate) fn random_token(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    (0..len)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Builds one server-side peer connection with our codecs, the default interceptors (NACK,
+/// RTCP reports, TWCC receiver) and fixed ICE credentials, so the media socket can route a
+/// first STUN request to it by its username fragment.
+pub(crate) fn build_peer_connection(
+    now: Instant,
+    credentials: &IceCredentials,
+) -> Result<RTCPeerConnection, RtcError> {
+    let mut media_engine = MediaEngine::default();
+    for (codec, kind) in codecs() {
+        media_engine.register_codec(codec, kind)?;
+    }
+
+    let registry = Registry::new().with(Slot::from(14_000), DeliverKeyframeRequests::default());
+    let registry = register_default_interceptors(registry, &mut media_engine)?;
+
+    let setting_engine = SettingEngineBuilder::new()
+        .with_ice_credentials(credentials.ufrag.clone(), credentials.pwd.clone())
+        .build();
+
+    RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(media_engine)
+        .with_setting_engine(setting_engine)
+        .with_interceptor_registry(registry)
+        .build(now)
+}
+
+/// Builds the server's one host candidate: the media socket's address, or the public address in
+/// its place when the server sits behind 1:1 NAT.
+pub(crate) fn host_candidate(advertised: SocketAddr) -> Result<RTCIceCandidateInit, RtcError> {
+    let candidate = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: advertised.ip().to_string(),
+            port: advertised.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()?;
+    RTCIceCandidate::from(&candidate).to_json()
+}
+
+/// Converts a signaling candidate to the `rtc` form.
+pub(crate) fn to_rtc_candidate(candidate: &Candidate) -> RTCIceCandidateInit {
+    RTCIceCandidateInit {
+        candidate: candidate.candidate.clone(),
+        sdp_mid: candidate.sdp_mid.clone(),
+        sdp_mline_index: candidate.sdp_mline_index,
+        username_fragment: candidate.username_fragment.clone(),
+        ..Default::default()
+    }
+}
+
+/// Converts an `rtc` candidate to the signaling form.
+pub(crate) fn from_rtc_candidate(candidate: &RTCIceCandidateInit) -> Candidate {
+    Candidate {
+        candidate: candidate.candidate.clone(),
+        sdp_mid: candidate.sdp_mid.clone(),
+        sdp_mline_index: candidate.sdp_mline_index,
+        username_fragment: candidate.username_fragment.clone(),
+    }
+}
+
+/// Returns true for a candidate whose address is an mDNS name (`<uuid>.local`). Browsers hide
+/// their host addresses this way; the server cannot resolve them and learns the browser's real
+/// address as a peer-reflexive candidate when its connectivity checks arrive.
+pub(crate) fn is_mdns_candidate(candidate: &str) -> bool {
+    // candidate:<foundation> <component> <transport> <priority> <address> <port> typ ...
+    candidate
+        .split_whitespace()
+        .nth(4)
+        .is_some_and(|address| address.to_ascii_lowercase().ends_with(".local"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mdns_candidate_detected() {
+        let mdns = "candidate:1 1 udp 2113937151 0f1e2d3c-0000-4000-8000-000000000001.local 50000 typ host";
+        let plain = "candidate:1 1 udp 2113937151 127.0.0.1 50000 typ host";
+        assert!(is_mdns_candidate(mdns));
+        assert!(!is_mdns_candidate(plain));
+        assert!(!is_mdns_candidate(""));
+    }
+
+    #[test]
+    fn random_token_uses_ice_characters() {
+        let token = random_token(32);
+        assert_eq!(token.len(), 32);
+        assert!(token.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn peer_connection_builds() {
+        let credentials = IceCredentials::random();
+        let built = build_peer_connection(Instant::now(), &credentials);
+        assert!(built.is_ok(), "build failed: {:?}", built.err());
+    }
+}

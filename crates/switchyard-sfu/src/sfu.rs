@@ -1,0 +1,487 @@
+//! The SFU state machine: every participant's two peer connections, the routing of datagrams to
+//! them, and the room membership that decides who receives whose media.
+//!
+//! `Sfu` does no I/O. The driver feeds it commands, datagrams and the time, and takes datagrams
+//! to send from [`Sfu::poll_transmit`]. Events for clients go straight onto each participant's
+//! unbounded channel, which never blocks.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use switchyard_proto::{ErrorCode, ServerMessage, Target};
+use tracing::{debug, info};
+
+use crate::forward::{PublishedTrack, Subscription};
+use crate::handle::{Command, EventSender};
+use crate::peer::{build_peer_connection, host_candidate, IceCredentials};
+use crate::stun;
+
+/// Internal handle of a participant, stable for one join.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ParticipantKey(pub u64);
+
+/// One of a participant's two peer connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PeerKey {
+    pub participant: ParticipantKey,
+    pub target: Target,
+}
+
+/// One server-side peer connection and the state the SFU keeps beside it.
+pub(crate) struct Peer {
+    pub pc: RTCPeerConnection,
+    pub ufrag: String,
+    /// Remote candidates that arrived before the remote description.
+    pub pending_candidates: Vec<RTCIceCandidateInit>,
+    pub has_remote_description: bool,
+    pub connected: bool,
+    /// The host candidate is in the connection's local description.
+    pub host_candidate_added: bool,
+    /// The host candidate and end-of-candidates were sent to the client.
+    pub host_candidate_sent: bool,
+    pub next_timeout: Option<Instant>,
+}
+
+/// Subscriber-side offer/answer state. The server is the only offerer on the subscriber
+/// connection and keeps at most one offer outstanding; changes made meanwhile are collected
+/// into the next offer, sent when the answer arrives.
+#[derive(Default)]
+pub(crate) struct SubscriberNegotiation {
+    pub offer_in_flight: bool,
+    pub needs_offer: bool,
+    /// `track_added` / `track_removed` notices to send just before the next offer.
+    pub notices: Vec<ServerMessage>,
+}
+
+pub(crate) struct Participant {
+    pub id: String,
+    pub room: String,
+    pub events: EventSender,
+    pub publisher: Peer,
+    pub subscriber: Peer,
+    pub published: Vec<PublishedTrack>,
+    pub subscriptions: Vec<Subscription>,
+    pub negotiation: SubscriberNegotiation,
+}
+
+impl Participant {
+    pub fn peer_mut(&mut self, target: Target) -> &mut Peer {
+        self.split(target).1
+    }
+
+    /// Returns the participant id beside one of its connections, for logging while the
+    /// connection is borrowed.
+    pub fn split(&mut self, target: Target) -> (&str, &mut Peer) {
+        match target {
+            Target::Publisher => (&self.id, &mut self.publisher),
+            Target::Subscriber => (&self.id, &mut self.subscriber),
+        }
+    }
+
+    /// Queues a message for the client. A closed channel means the session is ending and the
+    /// signaling layer will send `leave`, so a failed send is ignored.
+    pub fn send(&self, message: ServerMessage) {
+        let _ = self.events.send(message);
+    }
+}
+
+/// A datagram to send from the media socket.
+#[derive(Debug)]
+pub(crate) struct Transmit {
+    pub destination: SocketAddr,
+    pub payload: BytesMut,
+}
+
+pub(crate) struct Sfu {
+    pub local_addr: SocketAddr,
+    pub host_candidate: RTCIceCandidateInit,
+    pub participants: HashMap<ParticipantKey, Participant>,
+    pub keys_by_id: HashMap<String, ParticipantKey>,
+    pub rooms: HashMap<String, Vec<ParticipantKey>>,
+    by_ufrag: HashMap<String, PeerKey>,
+    by_address: HashMap<SocketAddr, PeerKey>,
+    pub transmits: VecDeque<Transmit>,
+    /// Connections with output waiting to be drained.
+    pub dirty: Vec<PeerKey>,
+    next_key: u64,
+    /// Earliest time a throttled keyframe request may go out.
+    pub next_keyframe_flush: Option<Instant>,
+}
+
+/// Upper bound on drain rounds for one input, so a feedback loop between connections cannot spin
+/// the task forever. Each round handles every connection that got new output in the last one.
+const MAX_DRAIN_ROUNDS: usize = 64;
+
+impl Sfu {
+    /// Creates the state machine for a socket bound at `local_addr` that advertises `advertised`
+    /// in its ICE candidate.
+    pub fn new(
+        local_addr: SocketAddr,
+        advertised: SocketAddr,
+    ) -> Result<Self, rtc::shared::error::Error> {
+        Ok(Sfu {
+            local_addr,
+            host_candidate: host_candidate(advertised)?,
+            participants: HashMap::new(),
+            keys_by_id: HashMap::new(),
+            rooms: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_address: HashMap::new(),
+            transmits: VecDeque::new(),
+            dirty: Vec::new(),
+            next_key: 1,
+            next_keyframe_flush: None,
+        })
+    }
+
+    /// Applies one command from the signaling layer.
+    pub fn handle_command(&mut self, now: Instant, command: Command) {
+        match command {
+            Command::Join {
+                room,
+                participant_id,
+                events,
+            } => self.join(now, room, participant_id, events),
+            Command::PublishOffer {
+                participant_id,
+                sdp,
+            } => {
+                if let Some(key) = self.key_of(&participant_id) {
+                    self.handle_publish_offer(now, key, sdp);
+                }
+            }
+            Command::SubscriberAnswer {
+                participant_id,
+                sdp,
+            } => {
+                if let Some(key) = self.key_of(&participant_id) {
+                    self.handle_subscriber_answer(now, key, sdp);
+                }
+            }
+            Command::Candidate {
+                participant_id,
+                target,
+                candidate,
+            } => {
+                if let Some(key) = self.key_of(&participant_id) {
+                    self.handle_remote_candidate(key, target, &candidate);
+                }
+            }
+            Command::Leave { participant_id } => {
+                if let Some(key) = self.key_of(&participant_id) {
+                    self.leave(now, key);
+                }
+            }
+        }
+        self.drain_dirty(now);
+    }
+
+    fn key_of(&self, participant_id: &str) -> Option<ParticipantKey> {
+        let key = self.keys_by_id.get(participant_id).copied();
+        if key.is_none() {
+            debug!(participant_id, "command for unknown participant ignored");
+        }
+        key
+    }
+
+    fn join(&mut self, now: Instant, room: String, participant_id: String, events: EventSender) {
+        if self.keys_by_id.contains_key(&participant_id) {
+            let _ = events.send(ServerMessage::error(
+                ErrorCode::AlreadyJoined,
+                "participant is already in the SFU",
+            ));
+            return;
+        }
+        let publisher = match self.new_peer(now) {
+            Ok(peer) => peer,
+            Err(error) => return self.fail_join(&events, &participant_id, error),
+        };
+        let subscriber = match self.new_peer(now) {
+            Ok(peer) => peer,
+            Err(error) => return self.fail_join(&events, &participant_id, error),
+        };
+
+        let key = ParticipantKey(self.next_key);
+        self.next_key += 1;
+        self.by_ufrag.insert(
+            publisher.ufrag.clone(),
+            PeerKey {
+                participant: key,
+                target: Target::Publisher,
+            },
+        );
+        self.by_ufrag.insert(
+            subscriber.ufrag.clone(),
+            PeerKey {
+                participant: key,
+                target: Target::Subscriber,
+            },
+        );
+        info!(room_id = %room, participant_id = %participant_id, "participant joined the SFU");
+        self.participants.insert(
+            key,
+            Participant {
+                id: participant_id.clone(),
+                room: room.clone(),
+                events,
+                publisher,
+                subscriber,
+                published: Vec::new(),
+                subscriptions: Vec::new(),
+                negotiation: SubscriberNegotiation::default(),
+            },
+        );
+        self.keys_by_id.insert(participant_id, key);
+        self.rooms.entry(room.clone()).or_default().push(key);
+
+        self.subscribe_to_room(now, key);
+    }
+
+    fn fail_join(
+        &self,
+        events: &EventSender,
+        participant_id: &str,
+        error: rtc::shared::error::Error,
+    ) {
+        tracing::error!(participant_id, %error, "failed to create peer connections");
+        let _ = events.send(ServerMessage::error(
+            ErrorCode::InternalError,
+            "failed to create peer connections",
+        ));
+    }
+
+    fn new_peer(&self, now: Instant) -> Result<Peer, rtc::shared::error::Error> {
+        let credentials = IceCredentials::random();
+        let pc = build_peer_connection(now, &credentials)?;
+        Ok(Peer {
+            pc,
+            ufrag: credentials.ufrag,
+            pending_candidates: Vec::new(),
+            has_remote_description: false,
+            connected: false,
+            host_candidate_added: false,
+            host_candidate_sent: false,
+            next_timeout: None,
+        })
+    }
+
+    /// Removes a participant: its tracks leave every subscriber, its connections close.
+    pub fn leave(&mut self, now: Instant, key: ParticipantKey) {
+        self.unpublish_all(now, key);
+        let Some(mut participant) = self.participants.remove(&key) else {
+            return;
+        };
+        info!(room_id = %participant.room, participant_id = %participant.id, "participant left the SFU");
+        self.keys_by_id.remove(&participant.id);
+        self.by_ufrag.remove(&participant.publisher.ufrag);
+        self.by_ufrag.remove(&participant.subscriber.ufrag);
+        self.by_address.retain(|_, peer| peer.participant != key);
+        self.dirty.retain(|peer| peer.participant != key);
+        if let Some(members) = self.rooms.get_mut(&participant.room) {
+            members.retain(|member| *member != key);
+            if members.is_empty() {
+                self.rooms.remove(&participant.room);
+            }
+        }
+        // Subscriptions of this participant only live in its own connection, which closes here.
+        for peer in [&mut participant.publisher, &mut participant.subscriber] {
+            if let Err(error) = peer.pc.close() {
+                debug!(participant_id = %participant.id, %error, "closing peer connection failed");
+            }
+            while let Some(transmit) = peer.pc.poll_write() {
+                self.transmits.push_back(Transmit {
+                    destination: transmit.transport.peer_addr,
+                    payload: transmit.message,
+                });
+            }
+        }
+    }
+
+    /// Routes one datagram from the media socket to its peer connection.
+    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, payload: &[u8]) {
+        let Some(peer_key) = self.route(source, payload) else {
+            tracing::trace!(%source, len = payload.len(), "datagram for no known peer dropped");
+            return;
+        };
+        let Some(participant) = self.participants.get_mut(&peer_key.participant) else {
+            return;
+        };
+        let (participant_id, peer) = participant.split(peer_key.target);
+        let input = TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: self.local_addr,
+                peer_addr: source,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(payload),
+        };
+        if let Err(error) = peer.pc.handle_read(input) {
+            debug!(participant_id, %source, %error, "peer connection rejected datagram");
+        }
+        self.dirty.push(peer_key);
+        self.drain_dirty(now);
+    }
+
+    /// Finds the connection a datagram belongs to: by the USERNAME of a STUN request, which also
+    /// (re)binds the source address, and otherwise by the source address alone.
+    fn route(&mut self, source: SocketAddr, payload: &[u8]) -> Option<PeerKey> {
+        if let Some(ufrag) = stun::local_ufrag(payload) {
+            if let Some(peer) = self.by_ufrag.get(ufrag).copied() {
+                self.by_address.insert(source, peer);
+                return Some(peer);
+            }
+        }
+        self.by_address.get(&source).copied()
+    }
+
+    /// Runs the timers of every connection that is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<PeerKey> = self
+            .participants
+            .iter()
+            .flat_map(|(key, participant)| {
+                [
+                    (Target::Publisher, participant.publisher.next_timeout),
+                    (Target::Subscriber, participant.subscriber.next_timeout),
+                ]
+                .into_iter()
+                .filter(|(_, deadline)| deadline.is_some_and(|deadline| deadline <= now))
+                .map(|(target, _)| PeerKey {
+                    participant: *key,
+                    target,
+                })
+            })
+            .collect();
+        for peer_key in due {
+            if let Some(participant) = self.participants.get_mut(&peer_key.participant) {
+                let (participant_id, peer) = participant.split(peer_key.target);
+                if let Err(error) = peer.pc.handle_timeout(now) {
+                    debug!(participant_id, %error, "peer connection timer failed");
+                }
+                peer.next_timeout = None;
+                self.dirty.push(peer_key);
+            }
+        }
+        if self.next_keyframe_flush.is_some_and(|flush| flush <= now) {
+            self.next_keyframe_flush = None;
+            self.flush_keyframe_requests(now);
+        }
+        self.drain_dirty(now);
+    }
+
+    /// Returns the earliest deadline of any connection timer or throttled keyframe request.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        // NOTE: a linear scan per loop turn; fine for hundreds of connections, a timer wheel
+        // would be needed for many thousands.
+        self.participants
+            .values()
+            .flat_map(|participant| {
+                [
+                    participant.publisher.next_timeout,
+                    participant.subscriber.next_timeout,
+                ]
+            })
+            .flatten()
+            .chain(self.next_keyframe_flush)
+            .min()
+    }
+
+    /// Returns the next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Drains output from every connection marked dirty: datagrams, events and application
+    /// messages (RTP and RTCP). Handling those can mark further connections dirty, for example
+    /// forwarding RTP to subscribers, so this repeats until nothing is left.
+    pub fn drain_dirty(&mut self, now: Instant) {
+        for _ in 0..MAX_DRAIN_ROUNDS {
+            if self.dirty.is_empty() {
+                return;
+            }
+            let round: HashSet<PeerKey> = self.dirty.drain(..).collect();
+            for peer_key in round {
+                self.drain_peer(now, peer_key);
+            }
+        }
+        debug!(
+            pending = self.dirty.len(),
+            "drain rounds exhausted; the rest waits for the next input"
+        );
+    }
+
+    fn drain_peer(&mut self, now: Instant, peer_key: PeerKey) {
+        let Some(participant) = self.participants.get_mut(&peer_key.participant) else {
+            return;
+        };
+        let peer = participant.peer_mut(peer_key.target);
+        let mut events = Vec::new();
+        let mut messages = Vec::new();
+        // Events and reads can produce writes (RTCP replies), so loop until all three are empty.
+        loop {
+            let mut progressed = false;
+            while let Some(transmit) = peer.pc.poll_write() {
+                progressed = true;
+                self.transmits.push_back(Transmit {
+                    destination: transmit.transport.peer_addr,
+                    payload: transmit.message,
+                });
+            }
+            while let Some(event) = peer.pc.poll_event() {
+                progressed = true;
+                events.push(event);
+            }
+            while let Some(message) = peer.pc.poll_read() {
+                progressed = true;
+                messages.push(message.message);
+            }
+            if !progressed {
+                break;
+            }
+        }
+        peer.next_timeout = peer.pc.poll_timeout();
+
+        for event in events {
+            self.handle_peer_event(now, peer_key, event);
+        }
+        for message in messages {
+            self.handle_peer_message(now, peer_key, message);
+        }
+    }
+
+    /// Shortens the driver's sleep so a throttled keyframe request goes out on time.
+    pub fn schedule_keyframe_flush(&mut self, at: Instant) {
+        self.next_keyframe_flush = Some(match self.next_keyframe_flush {
+            Some(existing) => existing.min(at),
+            None => at,
+        });
+    }
+
+    /// Other participants in the same room as `key`.
+    pub fn room_peers(&self, key: ParticipantKey) -> Vec<ParticipantKey> {
+        let Some(participant) = self.participants.get(&key) else {
+            return Vec::new();
+        };
+        self.rooms
+            .get(&participant.room)
+            .map(|members| {
+                members
+                    .iter()
+                    .copied()
+                    .filter(|member| *member != key)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Minimum gap between two keyframe requests sent to one publisher track.
+pub(crate) const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);

@@ -1,0 +1,304 @@
+//! Sans-IO tests of the SFU state machine against SDP that real browsers send.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use switchyard_proto::{Candidate, ErrorCode, ServerMessage, Target};
+use tokio::sync::mpsc;
+
+use crate::handle::Command;
+use crate::sfu::Sfu;
+
+const H264_HIGH_OFFER: &str =
+    include_str!("../../../tests/fixtures/sdp/h264-high-level-5.2-offer.sdp");
+const BUNDLE_ONLY_OFFER: &str =
+    include_str!("../../../tests/fixtures/sdp/max-bundle-bundle-only-offer.sdp");
+const MDNS_OFFER: &str = include_str!("../../../tests/fixtures/sdp/mdns-host-candidate-offer.sdp");
+const DATACHANNEL_OFFER: &str =
+    include_str!("../../../tests/fixtures/sdp/datachannel-only-offer.sdp");
+const CANDIDATE_BEFORE_OFFER: &str =
+    include_str!("../../../tests/fixtures/signaling/candidate-before-offer.jsonl");
+
+struct Harness {
+    sfu: Sfu,
+    now: Instant,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let address: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        Harness {
+            sfu: Sfu::new(address, address).unwrap(),
+            now: Instant::now(),
+        }
+    }
+
+    fn join(&mut self, room: &str, id: &str) -> mpsc::UnboundedReceiver<ServerMessage> {
+        let (events, receiver) = mpsc::unbounded_channel();
+        self.sfu.handle_command(
+            self.now,
+            Command::Join {
+                room: room.into(),
+                participant_id: id.into(),
+                events,
+            },
+        );
+        receiver
+    }
+
+    fn offer(&mut self, id: &str, sdp: &str) {
+        self.sfu.handle_command(
+            self.now,
+            Command::PublishOffer {
+                participant_id: id.into(),
+                sdp: sdp.replace('\n', "\r\n"),
+            },
+        );
+    }
+
+    fn candidate(&mut self, id: &str, candidate: Candidate) {
+        self.sfu.handle_command(
+            self.now,
+            Command::Candidate {
+                participant_id: id.into(),
+                target: Target::Publisher,
+                candidate,
+            },
+        );
+    }
+}
+
+fn drain(receiver: &mut mpsc::UnboundedReceiver<ServerMessage>) -> Vec<ServerMessage> {
+    let mut messages = Vec::new();
+    while let Ok(message) = receiver.try_recv() {
+        messages.push(message);
+    }
+    messages
+}
+
+/// Returns the SDP of the only answer among `messages`, failing on an error message.
+fn answer_sdp(messages: &[ServerMessage]) -> String {
+    for message in messages {
+        if let ServerMessage::Error { code, message } = message {
+            panic!("SFU returned error {code:?}: {message}");
+        }
+    }
+    let answers: Vec<&String> = messages
+        .iter()
+        .filter_map(|message| match message {
+            ServerMessage::Answer { sdp } => Some(sdp),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers.len(), 1, "expected one answer in {messages:?}");
+    answers[0].clone()
+}
+
+fn media_lines(sdp: &str) -> Vec<&str> {
+    sdp.lines().filter(|line| line.starts_with("m=")).collect()
+}
+
+#[test]
+fn h264_constrained_high_level_52_answered_with_h264() {
+    let mut harness = Harness::new();
+    let mut events = harness.join("room", "safari");
+    harness.offer("safari", H264_HIGH_OFFER);
+    let sdp = answer_sdp(&drain(&mut events));
+
+    let video = media_lines(&sdp);
+    assert_eq!(video.len(), 1, "answer: {sdp}");
+    assert!(video[0].starts_with("m=video 9"), "video rejected: {sdp}");
+    let rtpmaps: Vec<&str> = sdp.lines().filter(|l| l.starts_with("a=rtpmap:")).collect();
+    assert!(
+        rtpmaps.iter().any(|l| l.contains("H264/90000")),
+        "no H264 in: {sdp}"
+    );
+
+    // Every H.264 format in the answer keeps the offered profile and packetization mode, and a
+    // level no higher than the offered 5.2 (0x34).
+    let fmtps: Vec<&str> = sdp
+        .lines()
+        .filter(|l| l.starts_with("a=fmtp:") && l.contains("profile-level-id"))
+        .collect();
+    assert!(!fmtps.is_empty(), "no H264 fmtp in: {sdp}");
+    for fmtp in fmtps {
+        assert!(fmtp.contains("packetization-mode=1"), "{fmtp}");
+        let id = fmtp.split("profile-level-id=").nth(1).unwrap();
+        let id = &id[..6];
+        assert!(
+            id.starts_with("640c") || id.starts_with("42e0"),
+            "profile changed: {fmtp}"
+        );
+        let level = u8::from_str_radix(&id[4..6], 16).unwrap();
+        assert!(level <= 0x34, "level above the offer: {fmtp}");
+    }
+}
+
+#[test]
+fn bundle_only_media_section_is_bundled() {
+    let mut harness = Harness::new();
+    let mut events = harness.join("room", "maxbundle");
+    harness.offer("maxbundle", BUNDLE_ONLY_OFFER);
+    let sdp = answer_sdp(&drain(&mut events));
+
+    let media = media_lines(&sdp);
+    assert_eq!(media.len(), 2, "answer: {sdp}");
+    assert!(media[0].starts_with("m=audio"), "{sdp}");
+    assert!(media[1].starts_with("m=video"), "{sdp}");
+    let group = sdp
+        .lines()
+        .find(|l| l.starts_with("a=group:BUNDLE"))
+        .expect("answer has a BUNDLE group");
+    assert_eq!(group.trim(), "a=group:BUNDLE 0 1");
+    // The video section is accepted: it has a codec and is not inactive.
+    let video_section = sdp.split("m=video").nth(1).unwrap();
+    assert!(video_section.contains("VP8/90000"), "{sdp}");
+    assert!(!video_section.contains("a=inactive"), "{sdp}");
+}
+
+#[test]
+fn mdns_candidate_offer_accepted() {
+    let mut harness = Harness::new();
+    let mut events = harness.join("room", "mdns");
+    harness.offer("mdns", MDNS_OFFER);
+    let sdp = answer_sdp(&drain(&mut events));
+    assert!(media_lines(&sdp)[0].starts_with("m=audio 9"), "{sdp}");
+
+    // A trickled mDNS candidate is skipped, not an error.
+    harness.candidate(
+        "mdns",
+        Candidate {
+            candidate: "candidate:2 1 udp 2113937151 9a8b7c6d-0000-4000-8000-000000000002.local 50001 typ host".into(),
+            sdp_mid: Some("0".into()),
+            sdp_mline_index: Some(0),
+            username_fragment: None,
+        },
+    );
+    let after = drain(&mut events);
+    assert!(after.is_empty(), "unexpected messages: {after:?}");
+}
+
+#[test]
+fn datachannel_only_offer_gets_application_answer() {
+    let mut harness = Harness::new();
+    let mut events = harness.join("room", "data");
+    harness.offer("data", DATACHANNEL_OFFER);
+    let sdp = answer_sdp(&drain(&mut events));
+
+    let media = media_lines(&sdp);
+    assert_eq!(media.len(), 1, "{sdp}");
+    assert!(
+        media[0].starts_with("m=application 9 UDP/DTLS/SCTP webrtc-datachannel"),
+        "{sdp}"
+    );
+    assert!(sdp.contains("a=sctp-port:"), "{sdp}");
+    assert!(sdp.contains("a=max-message-size:"), "{sdp}");
+}
+
+#[test]
+fn candidate_before_offer_buffered_and_applied() {
+    let mut harness = Harness::new();
+    let mut events = harness.join("room", "early");
+    let offer = MDNS_OFFER.replace("a=ice-ufrag:Mn0p", "a=ice-ufrag:AbCd");
+    for line in CANDIDATE_BEFORE_OFFER.lines() {
+        let message: serde_json::Value = serde_json::from_str(line).unwrap();
+        match message["type"].as_str().unwrap() {
+            "candidate" => {
+                let candidate: Candidate = serde_json::from_value(message).unwrap();
+                harness.candidate("early", candidate);
+            }
+            "offer" => harness.offer("early", &offer),
+            other => panic!("unexpected fixture line type {other}"),
+        }
+    }
+    let messages = drain(&mut events);
+    answer_sdp(&messages);
+
+    let key = harness.sfu.keys_by_id["early"];
+    let publisher = &harness.sfu.participants[&key].publisher;
+    assert!(publisher.pending_candidates.is_empty());
+    assert!(publisher.has_remote_description);
+}
+
+#[test]
+fn too_many_early_candidates_rejected() {
+    let mut harness = Harness::new();
+    let mut events = harness.join("room", "flood");
+    for port in 0..=crate::peer::MAX_PENDING_CANDIDATES {
+        harness.candidate(
+            "flood",
+            Candidate {
+                candidate: format!(
+                    "candidate:1 1 udp 2113937151 127.0.0.1 {} typ host",
+                    20000 + port
+                ),
+                sdp_mid: Some("0".into()),
+                sdp_mline_index: Some(0),
+                username_fragment: None,
+            },
+        );
+    }
+    let messages = drain(&mut events);
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(matches!(
+        messages[0],
+        ServerMessage::Error {
+            code: ErrorCode::TooManyCandidates,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn invalid_sdp_rejected_and_room_unaffected() {
+    let mut harness = Harness::new();
+    let mut good_events = harness.join("room", "good");
+    let mut bad_events = harness.join("room", "bad");
+
+    harness.offer("bad", "this is not SDP");
+    let messages = drain(&mut bad_events);
+    assert!(
+        matches!(
+            messages.as_slice(),
+            [ServerMessage::Error {
+                code: ErrorCode::InvalidSdp,
+                ..
+            }]
+        ),
+        "{messages:?}"
+    );
+
+    // An offer that parses but cannot be applied, for example with no ICE credentials.
+    harness.offer("bad", "v=0\no=- 1 1 IN IP4 0.0.0.0\ns=-\nt=0 0\nm=audio 9 UDP/TLS/RTP/SAVPF 111\na=rtpmap:111 opus/48000/2\n");
+    let messages = drain(&mut bad_events);
+    assert!(
+        matches!(messages.as_slice(), [ServerMessage::Error { .. }]),
+        "{messages:?}"
+    );
+
+    // The other participant still negotiates normally, and so does the one that sent garbage.
+    harness.offer("good", BUNDLE_ONLY_OFFER);
+    answer_sdp(&drain(&mut good_events));
+    harness.offer("bad", MDNS_OFFER);
+    answer_sdp(&drain(&mut bad_events));
+}
+
+#[test]
+fn answer_followed_by_candidates() {
+    let mut harness = Harness::new();
+    let mut events = harness.join("room", "order");
+    harness.offer("order", MDNS_OFFER);
+    let messages = drain(&mut events);
+    assert!(
+        matches!(messages[0], ServerMessage::Answer { .. }),
+        "{messages:?}"
+    );
+    assert!(
+        matches!(&messages[1], ServerMessage::Candidate { target: Target::Publisher, candidate } if candidate.candidate.contains("127.0.0.1 40000 typ host")),
+        "{messages:?}"
+    );
+    assert!(
+        matches!(&messages[2], ServerMessage::Candidate { target: Target::Publisher, candidate } if candidate.is_end_of_candidates()),
+        "{messages:?}"
+    );
+}
