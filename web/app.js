@@ -1,0 +1,308 @@
+// Page controller: join form, call controls, connection state and the test hook.
+//
+// Opening `/?room=R&name=N` joins room R as N without a click.
+
+import { Call } from './call.js';
+import { SignalingClient, signalingUrl } from './signaling.js';
+import { TileGrid } from './tiles.js';
+
+// Older messages are dropped once this many are on screen.
+const MAX_MESSAGES = 5;
+
+const view = {
+  joinView: document.getElementById('join-view'),
+  joinForm: document.getElementById('join-form'),
+  callView: document.getElementById('call-view'),
+  roomLabel: document.getElementById('room-label'),
+  grid: document.getElementById('grid'),
+  muteAudio: document.getElementById('mute-audio'),
+  muteVideo: document.getElementById('mute-video'),
+  leave: document.getElementById('leave'),
+  enableSound: document.getElementById('enable-sound'),
+  messages: document.getElementById('messages'),
+  states: {
+    signaling: document.getElementById('state-signaling'),
+    publisher: document.getElementById('state-publisher'),
+    subscriber: document.getElementById('state-subscriber'),
+  },
+};
+
+const grid = new TileGrid(view.grid, () => {
+  view.enableSound.hidden = false;
+});
+
+const states = { signaling: 'idle', publisher: 'none', subscriber: 'none' };
+
+// The current session, or null while the join form is shown.
+let session = null;
+
+/** Joins a room: opens the camera and microphone, connects signaling and sends `join`. */
+async function join(room, name) {
+  if (session) {
+    return;
+  }
+  session = { room, name, signaling: null, call: null, localStream: null, names: new Map() };
+  const current = session;
+  resetConnectionStates();
+  showCallView(room);
+
+  const localStream = await openLocalMedia();
+  if (session !== current) {
+    stopStream(localStream);
+    return;
+  }
+  current.localStream = localStream;
+  if (localStream) {
+    grid.showLocal(name, localStream);
+  }
+
+  const signaling = new SignalingClient(signalingUrl(window.location));
+  const call = new Call(signaling, localStream);
+  current.signaling = signaling;
+  current.call = call;
+  wireSignaling(current, signaling);
+  wireCall(current, call);
+
+  try {
+    await signaling.connect();
+  } catch (error) {
+    console.error('switchyard: signaling connection failed', error);
+    return;
+  }
+  call.join(room, name);
+}
+
+/** Sends `leave`, closes everything and shows the join form again. */
+function leave() {
+  if (!session) {
+    return;
+  }
+  const { call, signaling } = session;
+  call?.leave();
+  signaling?.close('leave');
+  endSession();
+}
+
+function endSession() {
+  if (!session) {
+    return;
+  }
+  session.call?.close();
+  stopStream(session.localStream);
+  session = null;
+  grid.clear();
+  resetControls();
+  view.callView.hidden = true;
+  view.joinView.hidden = false;
+  view.roomLabel.hidden = true;
+  document.title = 'Switchyard';
+}
+
+async function openLocalMedia() {
+  try {
+    return await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+  } catch (error) {
+    console.error('switchyard: getUserMedia failed', error);
+    showMessage(
+      'error',
+      `Camera and microphone are not available (${error.name}). Joining without sending media.`,
+    );
+    return null;
+  }
+}
+
+function wireSignaling(current, signaling) {
+  signaling.addEventListener('state', ({ detail }) => {
+    const label = detail.state === 'closed' ? `closed (${detail.code})` : detail.state;
+    setState('signaling', detail.state, label);
+    if (detail.state === 'closed' && session === current) {
+      const reason = detail.reason ? `: ${detail.reason}` : '';
+      showMessage('error', `Connection to the server closed with code ${detail.code}${reason}.`);
+      endSession();
+    }
+  });
+  signaling.addEventListener('invalid', ({ detail }) => {
+    console.error('switchyard: invalid signaling frame', detail.data, detail.error);
+    showMessage('error', `The server sent an invalid message: ${detail.error.message}.`);
+  });
+}
+
+function wireCall(current, call) {
+  call.addEventListener('joined', ({ detail }) => {
+    view.roomLabel.textContent = detail.room;
+    for (const participant of detail.participants) {
+      current.names.set(participant.id, participant.name);
+      grid.ensureTile(participant.id, participant.name);
+    }
+  });
+  call.addEventListener('participant-joined', ({ detail }) => {
+    current.names.set(detail.id, detail.name);
+    grid.ensureTile(detail.id, detail.name);
+  });
+  call.addEventListener('participant-left', ({ detail }) => {
+    current.names.delete(detail.participantId);
+    grid.removeParticipant(detail.participantId);
+  });
+  call.addEventListener('track', ({ detail }) => {
+    const name = current.names.get(detail.participantId) ?? 'Participant';
+    grid.addTrack(detail.participantId, name, detail.track);
+  });
+  call.addEventListener('track-ended', ({ detail }) => {
+    grid.removeTrack(detail.participantId, detail.trackId);
+  });
+  call.addEventListener('connection-state', ({ detail }) => {
+    setState(detail.target, detail.state, detail.state);
+  });
+  call.addEventListener('server-error', ({ detail }) => {
+    showMessage('error', `Server error ${detail.code}: ${detail.message}`);
+  });
+  call.addEventListener('failure', ({ detail }) => {
+    showMessage('error', detail.message);
+  });
+}
+
+function showCallView(room) {
+  view.joinView.hidden = true;
+  view.callView.hidden = false;
+  view.roomLabel.textContent = room;
+  view.roomLabel.hidden = false;
+  document.title = `${room} · Switchyard`;
+}
+
+function toggleTrack(kind, button) {
+  const tracks = kind === 'audio'
+    ? session?.localStream?.getAudioTracks()
+    : session?.localStream?.getVideoTracks();
+  if (!tracks?.length) {
+    return;
+  }
+  const muted = button.getAttribute('aria-pressed') !== 'true';
+  for (const track of tracks) {
+    track.enabled = !muted;
+  }
+  button.setAttribute('aria-pressed', String(muted));
+  button.textContent = button.dataset[muted ? 'labelOn' : 'labelOff'];
+  if (kind === 'video') {
+    grid.setLocalVideoEnabled(!muted);
+  }
+}
+
+function resetControls() {
+  for (const button of [view.muteAudio, view.muteVideo]) {
+    button.setAttribute('aria-pressed', 'false');
+    button.textContent = button.dataset.labelOff;
+  }
+  view.enableSound.hidden = true;
+}
+
+function resetConnectionStates() {
+  for (const target of ['publisher', 'subscriber']) {
+    setState(target, 'none', 'none');
+  }
+}
+
+function setState(name, state, label) {
+  states[name] = state;
+  const element = view.states[name];
+  element.dataset.state = state;
+  element.querySelector('.value').textContent = label;
+}
+
+function showMessage(kind, text) {
+  const item = document.createElement('div');
+  item.className = `message ${kind}`;
+  item.setAttribute('role', kind === 'error' ? 'alert' : 'status');
+
+  const body = document.createElement('span');
+  body.textContent = text;
+  const dismiss = document.createElement('button');
+  dismiss.type = 'button';
+  dismiss.className = 'dismiss';
+  dismiss.setAttribute('aria-label', 'Dismiss');
+  dismiss.textContent = '×';
+  dismiss.addEventListener('click', () => item.remove());
+
+  item.append(body, dismiss);
+  view.messages.append(item);
+  while (view.messages.children.length > MAX_MESSAGES) {
+    view.messages.firstElementChild.remove();
+  }
+}
+
+function stopStream(stream) {
+  for (const track of stream?.getTracks() ?? []) {
+    track.stop();
+  }
+}
+
+function readJoinParameters() {
+  const params = new URLSearchParams(window.location.search);
+  return { room: (params.get('room') ?? '').trim(), name: (params.get('name') ?? '').trim() };
+}
+
+function installTestHook() {
+  const hook = {
+    get participantId() {
+      return session?.call?.participantId ?? null;
+    },
+    get room() {
+      return session?.call?.room ?? null;
+    },
+    get publisher() {
+      return session?.call?.publisher ?? null;
+    },
+    get subscriber() {
+      return session?.call?.subscriber ?? null;
+    },
+    get states() {
+      return { ...states };
+    },
+    /** Snapshot of the remote tiles: participant id to `{ name, element, stream }`. */
+    get tiles() {
+      const entries = [...grid.tiles].map(([id, tile]) => [
+        id,
+        Object.freeze({ name: tile.name, element: tile.element, stream: tile.stream }),
+      ]);
+      return new Map(entries);
+    },
+  };
+  Object.defineProperty(window, 'switchyard', { value: Object.freeze(hook) });
+}
+
+function start() {
+  installTestHook();
+  resetControls();
+  resetConnectionStates();
+
+  view.joinForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const form = new FormData(view.joinForm);
+    const room = String(form.get('room')).trim();
+    const name = String(form.get('name')).trim();
+    if (!room || !name) {
+      return;
+    }
+    const url = new URL(window.location.href);
+    url.searchParams.set('room', room);
+    url.searchParams.set('name', name);
+    window.history.replaceState(null, '', url);
+    join(room, name);
+  });
+  view.muteAudio.addEventListener('click', () => toggleTrack('audio', view.muteAudio));
+  view.muteVideo.addEventListener('click', () => toggleTrack('video', view.muteVideo));
+  view.leave.addEventListener('click', leave);
+  view.enableSound.addEventListener('click', () => {
+    grid.unmuteRemote();
+    view.enableSound.hidden = true;
+  });
+  window.addEventListener('pagehide', leave);
+
+  const { room, name } = readJoinParameters();
+  view.joinForm.elements.room.value = room;
+  view.joinForm.elements.name.value = name;
+  if (room && name) {
+    join(room, name);
+  }
+}
+
+start();
