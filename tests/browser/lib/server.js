@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { createWriteStream, existsSync } from 'node:fs';
 import net from 'node:net';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { REPO_ROOT, artifactPath } from './paths.js';
@@ -17,15 +17,14 @@ const LOG_TAIL_LINES = 40;
 
 /**
  * Returns the server binary: `SWITCHYARD_BIN` when set, else the release build, else the debug
- * build.
+ * build. Builds are looked up in `CARGO_TARGET_DIR` when set, else in `target/`.
  */
 export function resolveServerBinary() {
   if (process.env.SWITCHYARD_BIN) {
     return process.env.SWITCHYARD_BIN;
   }
-  const candidates = ['release', 'debug'].map((profile) =>
-    join(REPO_ROOT, 'target', profile, 'switchyard'),
-  );
+  const targetDir = resolve(REPO_ROOT, process.env.CARGO_TARGET_DIR ?? 'target');
+  const candidates = ['release', 'debug'].map((profile) => join(targetDir, profile, 'switchyard'));
   const found = candidates.find((path) => existsSync(path));
   if (!found) {
     throw new Error(

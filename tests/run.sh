@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Runs every check of the repository: formatting, lints, builds, the Rust tests and the browser
+# end-to-end tests. Works on a fresh Debian machine and on one where everything is installed.
+#
+# Needs root: it installs missing Debian packages with apt-get and runs the tests in network
+# namespaces (unshare -n) where only loopback exists. Stops at the first failing step and ends
+# with a summary of the steps.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+# Node.js major version that playwright-core and `node --test --test-concurrency` need.
+MIN_NODE_MAJOR=20
+
+RESULTS=()
+CURRENT_STEP=""
+STEP_START=0
+
+# Prints one line per finished step and a final verdict, on success and on failure.
+print_summary() {
+  local status=$?
+  echo
+  echo "==> Summary"
+  local line
+  for line in "${RESULTS[@]}"; do
+    echo "  $line"
+  done
+  if [ "$status" -eq 0 ]; then
+    echo "tests/run.sh: PASSED, ${#RESULTS[@]} steps in ${SECONDS} s"
+  else
+    echo "  FAILED  ${CURRENT_STEP} (exit status ${status})"
+    echo "tests/run.sh: FAILED at step \"${CURRENT_STEP}\" after ${SECONDS} s"
+  fi
+  exit "$status"
+}
+trap print_summary EXIT
+
+# Runs one named step. A failing command ends the script through `set -e`.
+run_step() {
+  CURRENT_STEP=$1
+  shift
+  echo
+  echo "==> ${CURRENT_STEP}"
+  STEP_START=$SECONDS
+  "$@"
+  RESULTS+=("ok      ${CURRENT_STEP} ($((SECONDS - STEP_START)) s)")
+  CURRENT_STEP=""
+}
+
+# Installs the Debian packages whose commands are missing; runs `apt-get update` only then.
+install_packages() {
+  local missing=()
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v ip >/dev/null || missing+=(iproute2)
+  command -v unshare >/dev/null || missing+=(util-linux)
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
+
+  if [ "${#missing[@]}" -eq 0 ]; then
+    echo "all required packages are installed"
+    return
+  fi
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+check_requirements() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "tests/run.sh must run as root: it installs packages and creates network namespaces" >&2
+    return 1
+  fi
+  local node_major
+  node_major=$(node -p 'process.versions.node.split(".")[0]')
+  if [ "$node_major" -lt "$MIN_NODE_MAJOR" ]; then
+    echo "Node.js $(node --version) is too old; the browser tests need ${MIN_NODE_MAJOR} or later" >&2
+    return 1
+  fi
+  cargo --version
+  node --version
+  /usr/bin/chromium --version
+}
+
+install_node_modules() {
+  (cd tests/browser && npm ci --no-audit --no-fund)
+}
+
+# Runs a command in a new network namespace whose only interface is loopback.
+in_loopback_namespace() {
+  unshare -n sh -c 'ip link set lo up && exec "$@"' sh "$@"
+}
+
+run_step "requirements: packages" install_packages
+run_step "requirements: versions" check_requirements
+run_step "npm ci (tests/browser)" install_node_modules
+run_step "cargo fmt" cargo fmt --all --check
+run_step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+run_step "cargo build --release" cargo build --release --workspace
+run_step "cargo test --no-run" cargo test --workspace --no-run
+run_step "cargo test (loopback only)" in_loopback_namespace cargo test --workspace --offline
+run_step "browser tests (loopback only)" tests/browser/run.sh
