@@ -1,1 +1,63 @@
+//! WebSocket signaling for Switchyard.
+//!
+//! A client connects to `GET /v1/ws` and exchanges JSON text frames, each with a `type` field,
+//! as defined by [`switchyard_proto::ClientMessage`] and [`switchyard_proto::ServerMessage`]:
+//!
+//! 1. The first message must be `join {room, name}`. Room and display names must be 1 to 64
+//!    characters, not only whitespace and without control characters; otherwise the reply is
+//!    `error` `invalid_name`. Any other message before `join` gets `not_joined`, and a second
+//!    `join` gets `already_joined`.
+//! 2. The server assigns an unguessable participant id, replies `joined` with the others in the
+//!    room and the configured ICE servers, and sends `participant_joined` to the others.
+//! 3. `offer`, `answer` and `candidate` go to the SFU; its answers, offers, candidates, track
+//!    notices and SDP errors come back in the order the SFU sent them.
+//! 4. `leave` ends the session with close code 1000. However a session ends, the SFU drops the
+//!    participant and the others get `participant_left` once.
+//!
+//! Bad input gets an `error` and leaves the connection open: `invalid_json` for text that is
+//! not JSON and for binary frames, `unknown_type` for a missing or unknown `type`, and
+//! `invalid_message` for a known `type` with bad fields. A message over
+//! [`SignalConfig::max_message_size`] gets `message_too_large` and close code 1009. Text frames
+//! that are not UTF-8 and other WebSocket protocol violations drop the connection, because
+//! tungstenite stops reading after them.
+//!
+//! Every frame for a client goes through one bounded queue of
+//! [`SignalConfig::outbound_queue`] messages, drained by one writer task. A client whose queue
+//! is full when another message arrives is disconnected with close code 4008. Cancelling the
+//! shutdown token given to [`AppState::new`] sends every client `error` `server_shutdown` and
+//! close code 1001.
+//!
+//! Rooms live behind the [`RoomStore`] trait, which also delivers the room events;
+//! [`MemoryRoomStore`] keeps them in this process.
 
+mod config;
+mod connection;
+mod decode;
+mod names;
+mod outbound;
+mod session;
+mod state;
+mod store;
+
+use axum::routing::get;
+use axum::Router;
+
+pub use config::{
+    SignalConfig, DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_OUTBOUND_QUEUE,
+};
+pub use decode::{decode, DecodeError};
+pub use names::{
+    DisplayName, NameError, ParticipantId, RoomName, MAX_DISPLAY_NAME_CHARS, MAX_ROOM_NAME_CHARS,
+};
+pub use state::AppState;
+pub use store::{Member, MemoryRoomStore, RoomEvent, RoomEventSender, RoomStore, StoreError};
+
+/// Path of the WebSocket endpoint.
+pub const WS_PATH: &str = "/v1/ws";
+
+/// Builds the signaling routes: `GET /v1/ws` upgrades to a signaling WebSocket.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route(WS_PATH, get(connection::upgrade))
+        .with_state(state)
+}

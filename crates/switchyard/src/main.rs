@@ -1,1 +1,103 @@
-fn main(){}
+//! `switchyard` binary: parses the command line, sets up logging and runs the server until
+//! SIGINT or SIGTERM.
+
+use std::io::IsTerminal;
+
+use anyhow::Context;
+use clap::Parser;
+use switchyard::cli::Cli;
+use switchyard::{run, CancellationToken, ServerConfig};
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+
+    let config = ServerConfig::from_args(cli.into_serve_args())?;
+    // The configuration holds no credentials, so all of it can be logged.
+    info!(
+        http = %config.http,
+        media = %config.media,
+        public_ip = ?config.public_ip,
+        ice_servers = ?config.ice_servers,
+        max_message_size = config.max_message_size,
+        outbound_queue = config.outbound_queue,
+        close_timeout = ?config.close_timeout,
+        "starting switchyard {}",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    // Installed before the sockets are bound, so a signal sent as soon as the server logs
+    // "listening" is never handled by the default action.
+    let mut signals = Signals::install().context("could not install signal handlers")?;
+    let shutdown = CancellationToken::new();
+    let server = run(config, shutdown.clone()).await?;
+
+    tokio::spawn(async move {
+        let name = signals.recv().await;
+        info!(signal = name, "shutting down");
+        shutdown.cancel();
+        let name = signals.recv().await;
+        warn!(
+            signal = name,
+            "second signal; exiting without waiting for sessions"
+        );
+        std::process::exit(1);
+    });
+
+    server.wait().await.inspect_err(|err| {
+        error!(error = err as &dyn std::error::Error, "server failed");
+    })?;
+    Ok(())
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// SIGINT and SIGTERM, or Ctrl-C where Unix signals do not exist.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn install() -> std::io::Result<Self> {
+        Ok(Signals {})
+    }
+
+    /// Waits for the next signal and returns its name.
+    #[cfg(unix)]
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn recv(&mut self) -> &'static str {
+        // NOTE: only Ctrl-C stops the server on platforms without Unix signals.
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}

@@ -1,0 +1,193 @@
+//! Validated room and display names, and server-assigned participant ids.
+
+use std::fmt;
+
+use rand::Rng;
+
+/// Maximum length of a room name, in Unicode scalar values.
+pub const MAX_ROOM_NAME_CHARS: usize = 64;
+
+/// Maximum length of a display name, in Unicode scalar values.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
+
+/// Reason a room or display name was rejected.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NameError {
+    /// The name is empty or only whitespace.
+    #[error("{field} must not be empty")]
+    Empty {
+        /// `room` or `name`.
+        field: &'static str,
+    },
+    /// The name is longer than its limit.
+    #[error("{field} is {length} characters long; the maximum is {max}")]
+    TooLong {
+        /// `room` or `name`.
+        field: &'static str,
+        /// Length of the rejected name in characters.
+        length: usize,
+        /// Limit for this field.
+        max: usize,
+    },
+    /// The name contains a control character such as a newline.
+    #[error("{field} must not contain control characters")]
+    ControlCharacter {
+        /// `room` or `name`.
+        field: &'static str,
+    },
+}
+
+/// Room name as the client sent it: 1 to [`MAX_ROOM_NAME_CHARS`] characters, not only
+/// whitespace, no control characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomName(String);
+
+impl RoomName {
+    /// Validates `name` as a room name.
+    pub fn parse(name: String) -> Result<Self, NameError> {
+        validate("room", &name, MAX_ROOM_NAME_CHARS)?;
+        Ok(RoomName(name))
+    }
+
+    /// Returns the name as sent by the client.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RoomName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Display name shown to the other participants: 1 to [`MAX_DISPLAY_NAME_CHARS`] characters,
+/// not only whitespace, no control characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    /// Validates `name` as a display name.
+    pub fn parse(name: String) -> Result<Self, NameError> {
+        validate("name", &name, MAX_DISPLAY_NAME_CHARS)?;
+        Ok(DisplayName(name))
+    }
+
+    /// Returns the name as sent by the client.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Returns the inner string.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+fn validate(field: &'static str, name: &str, max: usize) -> Result<(), NameError> {
+    if name.trim().is_empty() {
+        return Err(NameError::Empty { field });
+    }
+    let length = name.chars().count();
+    if length > max {
+        return Err(NameError::TooLong { field, length, max });
+    }
+    if name.chars().any(char::is_control) {
+        return Err(NameError::ControlCharacter { field });
+    }
+    Ok(())
+}
+
+/// Server-assigned participant id: 128 random bits as 32 lowercase hex digits, so other clients
+/// cannot guess the id of a participant they have not been told about.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParticipantId(String);
+
+impl ParticipantId {
+    /// Generates a new id from the thread-local CSPRNG.
+    pub fn random() -> Self {
+        let bits: u128 = rand::rng().random();
+        ParticipantId(format!("{bits:032x}"))
+    }
+
+    /// Wraps an existing id, for example one read back from a shared store.
+    pub fn from_string(id: String) -> Self {
+        ParticipantId(id)
+    }
+
+    /// Returns the id as it appears on the wire.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ParticipantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_name_accepts_unicode_up_to_limit() {
+        let name = "ä".repeat(MAX_ROOM_NAME_CHARS);
+        assert_eq!(RoomName::parse(name.clone()).unwrap().as_str(), name);
+    }
+
+    #[test]
+    fn room_name_rejects_over_limit() {
+        let name = "a".repeat(MAX_ROOM_NAME_CHARS + 1);
+        assert_eq!(
+            RoomName::parse(name),
+            Err(NameError::TooLong {
+                field: "room",
+                length: MAX_ROOM_NAME_CHARS + 1,
+                max: MAX_ROOM_NAME_CHARS,
+            })
+        );
+    }
+
+    #[test]
+    fn names_reject_empty_and_whitespace() {
+        for name in ["", "   ", "\t"] {
+            assert_eq!(
+                DisplayName::parse(name.into()),
+                Err(NameError::Empty { field: "name" }),
+                "{name:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_reject_control_characters() {
+        assert_eq!(
+            DisplayName::parse("Ada\nLovelace".into()),
+            Err(NameError::ControlCharacter { field: "name" })
+        );
+        assert_eq!(
+            RoomName::parse("demo\u{0}".into()),
+            Err(NameError::ControlCharacter { field: "room" })
+        );
+    }
+
+    #[test]
+    fn display_name_rejects_over_limit() {
+        let name = "x".repeat(MAX_DISPLAY_NAME_CHARS + 1);
+        assert!(matches!(
+            DisplayName::parse(name),
+            Err(NameError::TooLong { field: "name", .. })
+        ));
+    }
+
+    #[test]
+    fn participant_ids_are_128_bit_hex_and_distinct() {
+        let first = ParticipantId::random();
+        let second = ParticipantId::random();
+        assert_eq!(first.as_str().len(), 32);
+        assert!(first.as_str().chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(first, second);
+    }
+}

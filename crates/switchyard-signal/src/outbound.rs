@@ -1,0 +1,227 @@
+//! The one ordered, bounded queue of frames for a client, and the writer task that drains it.
+//!
+//! Room events, SFU events and error replies all pass through [`Outbound::push`], so frames
+//! reach the client in the order they were pushed. The queue has one producer, the session
+//! driver, which keeps one slot free for the close frame: a session can always end with its
+//! close code even when the client stopped reading and the queue is full.
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::SplitSink;
+use futures_util::SinkExt;
+use switchyard_proto::{CloseCode, ServerMessage};
+use tokio::sync::mpsc;
+use tracing::{error, trace};
+
+/// Item of the outbound queue.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// A message to send as a JSON text frame.
+    Message(ServerMessage),
+    /// A close frame; the writer stops after sending it.
+    Close(CloseCode),
+}
+
+/// Reason a message could not be queued.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum PushError {
+    /// The client is not reading and `capacity` messages are already waiting.
+    #[error("outbound queue is full ({capacity} messages waiting)")]
+    Full {
+        /// Configured queue length.
+        capacity: usize,
+    },
+    /// The writer task has stopped because writing to the socket failed.
+    #[error("writer task has stopped")]
+    WriterStopped,
+}
+
+/// Failure to write a frame to the socket.
+#[derive(Debug, thiserror::Error)]
+#[error("writing to the WebSocket failed: {0}")]
+pub(crate) struct WriteError(#[source] axum::Error);
+
+/// Producer side of the queue. Deliberately not `Clone`: the free slot for the close frame is
+/// only guaranteed while there is a single producer.
+#[derive(Debug)]
+pub(crate) struct Outbound {
+    sender: mpsc::Sender<Outgoing>,
+    capacity: usize,
+}
+
+/// Creates a queue for `capacity` messages, plus the slot kept for the close frame.
+pub(crate) fn channel(capacity: usize) -> (Outbound, mpsc::Receiver<Outgoing>) {
+    let capacity = capacity.max(1);
+    let (sender, receiver) = mpsc::channel(capacity + 1);
+    (Outbound { sender, capacity }, receiver)
+}
+
+impl Outbound {
+    /// Queues a message without waiting.
+    pub(crate) fn push(&self, message: ServerMessage) -> Result<(), PushError> {
+        if self.sender.is_closed() {
+            return Err(PushError::WriterStopped);
+        }
+        // Only the writer consumes, so the free capacity can only grow between this check and
+        // the send below.
+        if self.sender.capacity() <= 1 {
+            return Err(PushError::Full {
+                capacity: self.capacity,
+            });
+        }
+        self.sender
+            .try_send(Outgoing::Message(message))
+            .map_err(|_| PushError::WriterStopped)
+    }
+
+    /// Queues `farewell` if there is room for it, then the close frame, and consumes the queue.
+    pub(crate) fn close(self, farewell: Option<ServerMessage>, code: CloseCode) {
+        if let Some(message) = farewell {
+            // A full queue means a slow client; it still gets the close code.
+            let _ = self.push(message);
+        }
+        // The slot kept free by `push` guarantees room; a stopped writer needs no close frame.
+        let _ = self.sender.try_send(Outgoing::Close(code));
+    }
+}
+
+/// Sends the queued frames in order until a close frame was sent, the queue's producer is
+/// dropped, or the socket fails.
+pub(crate) async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut queue: mpsc::Receiver<Outgoing>,
+) -> Result<(), WriteError> {
+    while let Some(first) = queue.recv().await {
+        // Buffer everything already waiting and flush once, instead of once per frame.
+        let mut next = Some(first);
+        while let Some(item) = next {
+            match item {
+                Outgoing::Message(message) => {
+                    let Some(frame) = encode(&message) else {
+                        next = queue.try_recv().ok();
+                        continue;
+                    };
+                    trace!(bytes = frame.len(), "sending message");
+                    sink.feed(Message::Text(frame)).await.map_err(WriteError)?;
+                }
+                Outgoing::Close(code) => {
+                    sink.send(close_frame(code)).await.map_err(WriteError)?;
+                    return Ok(());
+                }
+            }
+            next = queue.try_recv().ok();
+        }
+        sink.flush().await.map_err(WriteError)?;
+    }
+    Ok(())
+}
+
+fn encode(message: &ServerMessage) -> Option<Utf8Bytes> {
+    match serde_json::to_string(message) {
+        Ok(text) => Some(text.into()),
+        Err(err) => {
+            // `ServerMessage` has only string keys and plain values, so this is a bug.
+            error!(error = %err, ?message, "could not encode server message; dropping it");
+            None
+        }
+    }
+}
+
+fn close_frame(code: CloseCode) -> Message {
+    let reason = match code {
+        CloseCode::Normal => "left",
+        CloseCode::GoingAway => "server shutdown",
+        CloseCode::MessageTooBig => "message too large",
+        CloseCode::SlowConsumer => "slow consumer",
+    };
+    Message::Close(Some(CloseFrame {
+        code: code.code(),
+        reason: Utf8Bytes::from_static(reason),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_proto::ErrorCode;
+
+    fn message(n: usize) -> ServerMessage {
+        ServerMessage::error(ErrorCode::InvalidJson, n.to_string())
+    }
+
+    #[test]
+    fn push_fails_when_capacity_messages_wait() {
+        let (outbound, _queue) = channel(3);
+        for n in 0..3 {
+            outbound.push(message(n)).unwrap();
+        }
+        assert_eq!(
+            outbound.push(message(3)),
+            Err(PushError::Full { capacity: 3 })
+        );
+    }
+
+    #[test]
+    fn close_fits_into_a_full_queue() {
+        let (outbound, mut queue) = channel(2);
+        outbound.push(message(0)).unwrap();
+        outbound.push(message(1)).unwrap();
+        outbound.close(Some(message(2)), CloseCode::SlowConsumer);
+
+        let mut items = Vec::new();
+        while let Ok(item) = queue.try_recv() {
+            items.push(item);
+        }
+        assert_eq!(items.len(), 3);
+        assert!(matches!(
+            items.last(),
+            Some(Outgoing::Close(CloseCode::SlowConsumer))
+        ));
+    }
+
+    #[test]
+    fn farewell_precedes_close_when_there_is_room() {
+        let (outbound, mut queue) = channel(4);
+        outbound.close(Some(message(7)), CloseCode::GoingAway);
+        assert!(matches!(queue.try_recv(), Ok(Outgoing::Message(_))));
+        assert!(matches!(
+            queue.try_recv(),
+            Ok(Outgoing::Close(CloseCode::GoingAway))
+        ));
+    }
+
+    #[test]
+    fn push_fails_after_writer_stops() {
+        let (outbound, queue) = channel(4);
+        drop(queue);
+        assert_eq!(outbound.push(message(0)), Err(PushError::WriterStopped));
+    }
+
+    #[test]
+    fn zero_capacity_counts_as_one() {
+        let (outbound, _queue) = channel(0);
+        outbound.push(message(0)).unwrap();
+        assert_eq!(
+            outbound.push(message(1)),
+            Err(PushError::Full { capacity: 1 })
+        );
+    }
+
+    #[test]
+    fn close_reasons_fit_a_control_frame() {
+        let codes = [
+            CloseCode::Normal,
+            CloseCode::GoingAway,
+            CloseCode::MessageTooBig,
+            CloseCode::SlowConsumer,
+        ];
+        for code in codes {
+            let Message::Close(Some(frame)) = close_frame(code) else {
+                panic!("not a close frame");
+            };
+            assert_eq!(frame.code, code.code());
+            // RFC 6455 section 5.5: control frame payloads are at most 125 bytes, two of which
+            // carry the code.
+            assert!(frame.reason.len() <= 123);
+        }
+    }
+}

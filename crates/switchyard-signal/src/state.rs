@@ -1,0 +1,80 @@
+//! Shared state of the WebSocket endpoint.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use switchyard_sfu::SfuHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::SignalConfig;
+use crate::store::RoomStore;
+
+/// Everything a session needs: settings, the room store, the SFU, the shutdown token and the
+/// tracker of running sessions. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) config: Arc<SignalConfig>,
+    pub(crate) store: Arc<dyn RoomStore>,
+    pub(crate) sfu: SfuHandle,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) sessions: TaskTracker,
+    next_session_id: Arc<AtomicU64>,
+}
+
+impl AppState {
+    /// Creates the state. Cancelling `shutdown` ends every session with an `error`
+    /// `server_shutdown` message and close code 1001, and makes new upgrade requests fail
+    /// with 503.
+    pub fn new(
+        config: SignalConfig,
+        store: Arc<dyn RoomStore>,
+        sfu: SfuHandle,
+        shutdown: CancellationToken,
+    ) -> Self {
+        AppState {
+            config: Arc::new(config),
+            store,
+            sfu,
+            shutdown,
+            sessions: TaskTracker::new(),
+            next_session_id: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// Returns the settings.
+    pub fn config(&self) -> &SignalConfig {
+        &self.config
+    }
+
+    /// Returns the token that shuts the endpoint down when cancelled.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Returns the number of WebSocket sessions still running, including ones that are closing.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Waits until every session has ended. Call it after cancelling the shutdown token, so
+    /// that the sessions start to close.
+    pub async fn wait_for_sessions(&self) {
+        self.sessions.close();
+        self.sessions.wait().await;
+    }
+
+    pub(crate) fn next_session_id(&self) -> u64 {
+        self.next_session_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .field("sessions", &self.sessions.len())
+            .field("shutdown", &self.shutdown.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}

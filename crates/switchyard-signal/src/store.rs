@@ -1,0 +1,114 @@
+//! Room membership and room events behind the [`RoomStore`] trait.
+//!
+//! The session handlers only call [`RoomStore::join`] and [`RoomStore::leave`]. The store keeps
+//! the rosters and delivers `participant_joined` and `participant_left` to the members'
+//! [`RoomEventSender`]s, so a store shared between several servers (for example one backed by
+//! Redis, with pub/sub for the events) can replace [`MemoryRoomStore`] without changes to the
+//! handlers.
+
+use async_trait::async_trait;
+use switchyard_proto::{ParticipantInfo, ServerMessage};
+use tokio::sync::mpsc;
+
+use crate::names::{ParticipantId, RoomName};
+
+mod memory;
+pub use memory::MemoryRoomStore;
+
+/// Change in a room's membership, delivered to every other member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RoomEvent {
+    /// A participant entered the room.
+    ParticipantJoined(ParticipantInfo),
+    /// A participant left the room or was disconnected.
+    ParticipantLeft(ParticipantId),
+}
+
+impl From<RoomEvent> for ServerMessage {
+    fn from(event: RoomEvent) -> Self {
+        match event {
+            RoomEvent::ParticipantJoined(participant) => {
+                ServerMessage::ParticipantJoined { participant }
+            }
+            RoomEvent::ParticipantLeft(id) => ServerMessage::ParticipantLeft {
+                participant_id: id.as_str().to_owned(),
+            },
+        }
+    }
+}
+
+/// Channel on which a store delivers room events to one member's session.
+///
+/// Unbounded because the session moves each event at once into the client's bounded outbound
+/// queue, which is where a slow client is detected.
+pub type RoomEventSender = mpsc::UnboundedSender<RoomEvent>;
+
+/// Participant entering a room.
+#[derive(Debug)]
+pub struct Member {
+    /// Id assigned by the server.
+    pub id: ParticipantId,
+    /// Display name shown to the others.
+    pub name: String,
+    /// Where the store delivers the events of the room to this member.
+    pub events: RoomEventSender,
+}
+
+impl Member {
+    /// Returns the member as the others see it.
+    pub fn info(&self) -> ParticipantInfo {
+        ParticipantInfo {
+            id: self.id.as_str().to_owned(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// Failure of a room store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A member with this id is already in the room.
+    #[error("participant {participant_id} is already in room {room:?}")]
+    DuplicateParticipant {
+        /// Room that was joined.
+        room: RoomName,
+        /// Id that is already taken.
+        participant_id: ParticipantId,
+    },
+    /// The backend that holds the rooms failed, for example a lost connection to a shared store.
+    #[error("room store failed for room {room:?}")]
+    Backend {
+        /// Room the operation was for.
+        room: RoomName,
+        /// The backend's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Rooms, their members, and delivery of room events to the members.
+///
+/// A store must announce every change to the other members of the room in the order the
+/// changes happen, and announce each participant that leaves exactly once.
+#[async_trait]
+pub trait RoomStore: Send + Sync + 'static {
+    /// Adds `member` to `room`, creating the room if needed, and sends
+    /// [`RoomEvent::ParticipantJoined`] to the others. Returns the other members in join order.
+    ///
+    /// From the moment of the call, `member.events` receives the events of changes that the
+    /// returned roster does not include.
+    async fn join(
+        &self,
+        room: &RoomName,
+        member: Member,
+    ) -> Result<Vec<ParticipantInfo>, StoreError>;
+
+    /// Removes a participant from `room` and sends [`RoomEvent::ParticipantLeft`] to the others.
+    /// Returns false, and sends nothing, when the participant was not in the room. The room is
+    /// deleted when its last member leaves.
+    async fn leave(
+        &self,
+        room: &RoomName,
+        participant_id: &ParticipantId,
+    ) -> Result<bool, StoreError>;
+}

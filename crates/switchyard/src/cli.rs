@@ -1,0 +1,204 @@
+//! Command line: `switchyard [serve] [OPTIONS]`. Every option also has an environment variable
+//! and, except `--config`, a key of the same name in the TOML config file.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+/// Switchyard real-time communication server: WebSocket signaling, an SFU and the browser
+/// client in one process.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to run; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of `serve`, accepted without the subcommand too.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+}
+
+impl Cli {
+    /// Returns the `serve` options, whether or not the subcommand was named.
+    pub fn into_serve_args(self) -> ServeArgs {
+        match self.command {
+            Some(Command::Serve(args)) => args,
+            None => self.serve,
+        }
+    }
+}
+
+/// Server settings from flags, environment variables or the config file. Unset fields fall back
+/// to the next source: flag, then environment variable, then file, then built-in default.
+#[derive(Args, Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServeArgs {
+    /// TCP address for HTTP, the browser client and WebSocket signaling [default: 127.0.0.1:8080]
+    #[arg(long, env = "SWITCHYARD_HTTP", value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+
+    /// UDP address of the one socket that carries all media [default: 127.0.0.1:40000]
+    #[arg(long, env = "SWITCHYARD_MEDIA", value_name = "ADDR")]
+    pub media: Option<SocketAddr>,
+
+    /// IP address advertised in the server's ICE candidates instead of the media address, for a
+    /// server behind 1:1 NAT [default: the media address]
+    #[arg(long, env = "SWITCHYARD_PUBLIC_IP", value_name = "IP")]
+    pub public_ip: Option<IpAddr>,
+
+    /// STUN or TURN URL given to clients in `joined.iceServers`, such as
+    /// stun:stun.example.org:3478. Repeat the flag, or separate URLs with commas in the
+    /// environment variable [default: none]
+    #[arg(
+        long,
+        env = "SWITCHYARD_ICE_SERVER",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub ice_server: Vec<String>,
+
+    /// Maximum size in bytes of one client message; larger messages close the connection with
+    /// code 1009 [default: 65536]
+    #[arg(long, env = "SWITCHYARD_MAX_MESSAGE_SIZE", value_name = "BYTES")]
+    pub max_message_size: Option<usize>,
+
+    /// Number of messages that may wait for one client; a client whose queue is full is
+    /// disconnected with code 4008 [default: 256]
+    #[arg(long, env = "SWITCHYARD_OUTBOUND_QUEUE", value_name = "N")]
+    pub outbound_queue: Option<usize>,
+
+    /// TOML file with any of the keys http, media, public-ip, ice-server (a list),
+    /// max-message-size and outbound-queue. Flags and environment variables override it
+    #[arg(long, env = "SWITCHYARD_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// Returns `self` with every unset field taken from `lower`.
+    pub fn or(self, lower: ServeArgs) -> ServeArgs {
+        ServeArgs {
+            http: self.http.or(lower.http),
+            media: self.media.or(lower.media),
+            public_ip: self.public_ip.or(lower.public_ip),
+            ice_server: if self.ice_server.is_empty() {
+                lower.ice_server
+            } else {
+                self.ice_server
+            },
+            max_message_size: self.max_message_size.or(lower.max_message_size),
+            outbound_queue: self.outbound_queue.or(lower.outbound_queue),
+            config: self.config.or(lower.config),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> ServeArgs {
+        let mut argv = vec!["switchyard"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap().into_serve_args()
+    }
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_is_the_default_subcommand() {
+        let with = parse(&["serve", "--http", "127.0.0.1:9000"]);
+        let without = parse(&["--http", "127.0.0.1:9000"]);
+        assert_eq!(
+            with.http,
+            Some("127.0.0.1:9000".parse::<SocketAddr>().unwrap())
+        );
+        assert_eq!(with, without);
+    }
+
+    #[test]
+    fn ice_server_repeats() {
+        let args = parse(&[
+            "--ice-server",
+            "stun:127.0.0.1:3478",
+            "--ice-server",
+            "turn:127.0.0.1:3478?transport=udp,stun:[::1]:3478",
+        ]);
+        assert_eq!(
+            args.ice_server,
+            [
+                "stun:127.0.0.1:3478",
+                "turn:127.0.0.1:3478?transport=udp",
+                "stun:[::1]:3478"
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_address_is_rejected() {
+        let result = Cli::try_parse_from(["switchyard", "--http", "localhost"]);
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn flags_override_lower_source() {
+        let flags = parse(&["--http", "127.0.0.1:1", "--outbound-queue", "8"]);
+        let file: ServeArgs = toml::from_str(
+            r#"
+            http = "127.0.0.1:2"
+            media = "127.0.0.1:3"
+            ice-server = ["stun:127.0.0.1:3478"]
+            outbound-queue = 16
+            "#,
+        )
+        .unwrap();
+        let merged = flags.or(file);
+        assert_eq!(
+            merged.http,
+            Some("127.0.0.1:1".parse::<SocketAddr>().unwrap())
+        );
+        assert_eq!(
+            merged.media,
+            Some("127.0.0.1:3".parse::<SocketAddr>().unwrap())
+        );
+        assert_eq!(merged.ice_server, ["stun:127.0.0.1:3478"]);
+        assert_eq!(merged.outbound_queue, Some(8));
+    }
+
+    #[test]
+    fn help_lists_env_variables_and_defaults() {
+        let help = Cli::command().render_long_help().to_string();
+        for expected in [
+            "SWITCHYARD_HTTP",
+            "SWITCHYARD_MEDIA",
+            "SWITCHYARD_PUBLIC_IP",
+            "SWITCHYARD_ICE_SERVER",
+            "SWITCHYARD_MAX_MESSAGE_SIZE",
+            "SWITCHYARD_OUTBOUND_QUEUE",
+            "SWITCHYARD_CONFIG",
+            &crate::config::DEFAULT_HTTP.to_string(),
+            &crate::config::DEFAULT_MEDIA.to_string(),
+            &switchyard_signal::DEFAULT_MAX_MESSAGE_SIZE.to_string(),
+            &switchyard_signal::DEFAULT_OUTBOUND_QUEUE.to_string(),
+        ] {
+            assert!(
+                help.contains(expected),
+                "help is missing {expected}:\n{help}"
+            );
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The Switchyard server as a library: configuration, command line, the embedded browser client,
+//! and [`run`], which starts the HTTP listener, the SFU and signaling in the current tokio
+//! runtime. The `switchyard` binary is a thin `main` around it; integration tests call [`run`]
+//! directly with port 0 addresses.
+
+pub mod cli;
+pub mod config;
+mod server;
+pub mod web;
+
+pub use config::{ConfigError, ServerConfig};
+pub use server::{run, RunError, RunningServer};
+pub use tokio_util::sync::CancellationToken;

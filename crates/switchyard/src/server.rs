@@ -1,0 +1,128 @@
+//! Starting and stopping a whole server: HTTP listener, SFU and signaling.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::routing::get;
+use switchyard_signal::{app, AppState, MemoryRoomStore};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, Instrument};
+
+use crate::config::ServerConfig;
+use crate::web;
+
+/// Failure to start or run the server.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The HTTP listener could not be bound.
+    #[error("could not bind HTTP listener on {addr}")]
+    BindHttp {
+        /// Requested address.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The SFU could not bind its media socket or start.
+    #[error("could not start the SFU on media address {addr}")]
+    StartSfu {
+        /// Requested media address.
+        addr: SocketAddr,
+        /// The SFU's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Accepting HTTP connections failed.
+    #[error("HTTP server failed")]
+    Serve(#[source] std::io::Error),
+    /// The server task panicked or was cancelled.
+    #[error("server task ended abnormally")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+/// A started server. Dropping it does not stop the server; cancel the shutdown token.
+#[derive(Debug)]
+pub struct RunningServer {
+    http_addr: SocketAddr,
+    media_addr: SocketAddr,
+    task: JoinHandle<Result<(), RunError>>,
+}
+
+impl RunningServer {
+    /// Address the HTTP listener is bound to.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Address the media socket is bound to.
+    pub fn media_addr(&self) -> SocketAddr {
+        self.media_addr
+    }
+
+    /// Waits until the server has stopped: the listener is closed and every session has sent
+    /// its close frame or timed out.
+    pub async fn wait(self) -> Result<(), RunError> {
+        self.task.await.map_err(RunError::Task)?
+    }
+}
+
+/// Binds the HTTP listener and the media socket, and serves until `shutdown` is cancelled.
+///
+/// Returns once both sockets are bound, so the addresses in [`RunningServer`] are final even
+/// when the configuration asks for port 0. On shutdown, every connected client gets `error`
+/// `server_shutdown` and close code 1001 and leaves the SFU.
+pub async fn run(
+    config: ServerConfig,
+    shutdown: CancellationToken,
+) -> Result<RunningServer, RunError> {
+    let listener = TcpListener::bind(config.http)
+        .await
+        .map_err(|source| RunError::BindHttp {
+            addr: config.http,
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| RunError::BindHttp {
+        addr: config.http,
+        source,
+    })?;
+    let sfu = switchyard_sfu::start(config.sfu_config())
+        .await
+        .map_err(|source| RunError::StartSfu {
+            addr: config.media,
+            source,
+        })?;
+    let media_addr = sfu.media_addr();
+
+    let store = Arc::new(MemoryRoomStore::new());
+    let state = AppState::new(config.signal_config(), store, sfu, shutdown.clone());
+    let router = app(state.clone()).fallback_service(get(web::serve_asset));
+    info!(%http_addr, %media_addr, "listening");
+
+    let task = tokio::spawn(serve(listener, router, state, shutdown).in_current_span());
+    Ok(RunningServer {
+        http_addr,
+        media_addr,
+        task,
+    })
+}
+
+async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+
+    // Sessions are not part of axum's graceful shutdown once upgraded, so end them here. This
+    // also covers the listener failing without a shutdown request.
+    shutdown.cancel();
+    info!(sessions = state.session_count(), "shutting down");
+    state.wait_for_sessions().await;
+    info!("server stopped");
+    served.map_err(RunError::Serve)
+}
