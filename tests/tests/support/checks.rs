@@ -1,0 +1,63 @@
+//! Checks of what a subscriber received, shared by the scenarios.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use switchyard_proto::{ServerMessage, TrackKind};
+
+use crate::support::client::{Participant, ReceivedPacket, RemoteTrack};
+use crate::support::media::check_payload;
+
+/// Checks one forwarded packet: stream id, codec and payload bytes.
+pub fn check_packet(subscriber: &str, publisher_id: &str, packet: &ReceivedPacket) {
+    let track = &packet.track;
+    assert_eq!(
+        track.stream_id, publisher_id,
+        "{subscriber}: the stream id of {track:?} should be the publisher's participant id"
+    );
+    let expected_mime = match track.kind {
+        TrackKind::Audio => "audio/opus",
+        TrackKind::Video => "video/vp8",
+    };
+    let mime_type = packet.mime_type.as_deref().unwrap_or("(unknown)");
+    assert!(
+        mime_type.eq_ignore_ascii_case(expected_mime),
+        "{subscriber}: {track:?} carries {mime_type}, expected {expected_mime}"
+    );
+    if let Err(difference) = check_payload(track.kind, &packet.payload) {
+        panic!("{subscriber}: payload on {track:?} is not what the publisher sent: {difference}");
+    }
+}
+
+/// Checks that each received track was announced with `track_added` for the publisher before
+/// the offer that carried it, with the same track id and kind.
+pub fn check_tracks_announced(
+    subscriber: &Participant,
+    publisher_id: &str,
+    tracks: &[Arc<RemoteTrack>],
+) {
+    let kinds: HashSet<TrackKind> = tracks.iter().map(|track| track.kind).collect();
+    assert_eq!(
+        kinds.len(),
+        2,
+        "{}: expected one audio and one video track, got {tracks:?}",
+        subscriber.name
+    );
+    for track in tracks {
+        let announced = subscriber.server_messages().any(|message| {
+            matches!(
+                message,
+                ServerMessage::TrackAdded { participant_id, track_id, kind }
+                    if participant_id == publisher_id
+                        && *track_id == track.track_id
+                        && *kind == track.kind
+            )
+        });
+        assert!(
+            announced,
+            "{}: {track:?} arrived without a matching track_added\n{}",
+            subscriber.name,
+            subscriber.transcript()
+        );
+    }
+}

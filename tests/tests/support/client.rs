@@ -1,0 +1,705 @@
+//! A Switchyard participant built from webrtc-rs peer connections: one signaling WebSocket, a
+//! publisher connection on which the client offers, and a subscriber connection on which it
+//! answers the server's offers.
+//!
+//! A driver task applies every server message to the right connection as it arrives, so offers
+//! are answered while the test waits for something else. Everything the client sees becomes an
+//! [`Event`] (or a [`ReceivedPacket`] for RTP) that the test consumes with a bounded wait.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use switchyard_proto::{
+    Candidate, ClientMessage, ParticipantInfo, ServerMessage, Target, TrackKind,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceGatheringState,
+    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, Registry,
+};
+
+use crate::support::media::{MediaSender, OutgoingTrack};
+use crate::support::signaling::{message_type, Signaling, SignalingEnd, SignalingSender};
+
+/// Failure bound for every wait on the server or on ICE. On loopback on a 2-core machine a peer
+/// connection took at most about 1.2 s to connect, so the margin covers a heavily loaded machine.
+pub const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Something the client saw, in the order it happened.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A server message, after the driver applied it.
+    Server(ServerMessage),
+    /// The client sent its answer to a subscriber offer.
+    SubscriberAnswered,
+    /// A peer connection changed state.
+    ConnectionState(Target, RTCPeerConnectionState),
+    /// A remote track opened on the subscriber connection.
+    TrackOpened(Arc<RemoteTrack>),
+    /// A remote track ended.
+    TrackEnded(Arc<RemoteTrack>),
+    /// A client-side step failed. The text names the step and the error.
+    ClientFailure(String),
+}
+
+/// A track received on the subscriber connection.
+#[derive(Debug)]
+pub struct RemoteTrack {
+    /// Media stream id, which the server sets to the publisher's participant id.
+    pub stream_id: String,
+    pub track_id: String,
+    pub kind: TrackKind,
+}
+
+/// One RTP packet received on the subscriber connection.
+#[derive(Debug)]
+pub struct ReceivedPacket {
+    pub track: Arc<RemoteTrack>,
+    /// MIME type of the negotiated codec for the packet's payload type, when known.
+    pub mime_type: Option<String>,
+    pub payload: bytes::Bytes,
+}
+
+/// A joined participant with its two peer connections.
+pub struct Participant {
+    pub name: String,
+    pub id: String,
+    /// Participants already in the room when this one joined.
+    pub present_at_join: Vec<ParticipantInfo>,
+    signaling: SignalingSender,
+    publisher: Arc<dyn PeerConnection>,
+    subscriber: Arc<dyn PeerConnection>,
+    events: mpsc::UnboundedReceiver<Event>,
+    media: mpsc::UnboundedReceiver<ReceivedPacket>,
+    /// Every event consumed so far, for later checks and failure transcripts.
+    pub history: Vec<Event>,
+    driver: JoinHandle<()>,
+    signaling_tasks: (JoinHandle<SignalingEnd>, JoinHandle<()>),
+}
+
+impl Participant {
+    /// Opens a signaling connection, joins `room` and builds both peer connections.
+    pub async fn join(http_addr: SocketAddr, room: &str, name: &str) -> Participant {
+        let Signaling {
+            sender,
+            mut receiver,
+            reader,
+            writer,
+        } = Signaling::connect(http_addr).await;
+        send(
+            &sender,
+            ClientMessage::Join {
+                room: room.to_owned(),
+                name: name.to_owned(),
+            },
+        );
+        let first = tokio::time::timeout(WAIT_TIMEOUT, receiver.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{name}: no reply to join within {WAIT_TIMEOUT:?}"));
+        let Some(ServerMessage::Joined {
+            participant_id,
+            participants,
+            ..
+        }) = first
+        else {
+            panic!("{name}: expected `joined` as the reply to join, got {first:?}");
+        };
+
+        let (event_sender, events) = mpsc::unbounded_channel();
+        let (media_sender, media) = mpsc::unbounded_channel();
+        let handler = |target| PeerHandler {
+            name: name.to_owned(),
+            target,
+            signaling: sender.clone(),
+            events: event_sender.clone(),
+            media: media_sender.clone(),
+        };
+        let publisher = build_peer_connection(handler(Target::Publisher)).await;
+        let subscriber = build_peer_connection(handler(Target::Subscriber)).await;
+
+        let driver = tokio::spawn(drive(
+            receiver,
+            Arc::clone(&publisher),
+            Arc::clone(&subscriber),
+            sender.clone(),
+            event_sender,
+        ));
+        Participant {
+            name: name.to_owned(),
+            id: participant_id,
+            present_at_join: participants,
+            signaling: sender,
+            publisher,
+            subscriber,
+            events,
+            media,
+            history: Vec::new(),
+            driver,
+            signaling_tasks: (reader, writer),
+        }
+    }
+
+    /// Adds a send-only Opus track and a send-only VP8 track to the publisher connection, offers
+    /// them, waits until the connection is up and starts writing test packets.
+    pub async fn publish(&mut self) -> MediaSender {
+        let audio = self.add_send_only_track(TrackKind::Audio).await;
+        let video = self.add_send_only_track(TrackKind::Video).await;
+
+        let offer = self
+            .publisher
+            .create_offer(None)
+            .await
+            .expect("publisher offer is created");
+        self.publisher
+            .set_local_description(offer.clone())
+            .await
+            .expect("publisher offer is applied locally");
+        send(&self.signaling, ClientMessage::Offer { sdp: offer.sdp });
+        self.wait_for("the publisher connection to connect", |event| {
+            connection_reached(event, Target::Publisher)
+        })
+        .await;
+
+        let mut tracks = Vec::new();
+        for (transceiver, kind, track, ssrc) in [audio, video] {
+            let payload_type = negotiated_payload_type(&transceiver, kind).await;
+            tracks.push(OutgoingTrack {
+                kind,
+                track,
+                ssrc,
+                payload_type,
+            });
+        }
+        MediaSender::start(tracks)
+    }
+
+    async fn add_send_only_track(
+        &self,
+        kind: TrackKind,
+    ) -> (
+        Arc<dyn webrtc::rtp_transceiver::RtpTransceiver>,
+        TrackKind,
+        Arc<TrackLocalStaticRTP>,
+        u32,
+    ) {
+        let (codec, rtc_kind, ssrc) = match kind {
+            TrackKind::Audio => (opus_codec(), RtpCodecKind::Audio, 0x5359_0001),
+            TrackKind::Video => (vp8_codec(), RtpCodecKind::Video, 0x5359_0002),
+        };
+        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            format!("{}-stream", self.name),
+            format!("{}-{kind:?}", self.name),
+            format!("{} {kind:?}", self.name),
+            rtc_kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec,
+                ..Default::default()
+            }],
+        )));
+        let init = RTCRtpTransceiverInit {
+            direction: RTCRtpTransceiverDirection::Sendonly,
+            streams: vec![format!("{}-stream", self.name)],
+            send_encodings: vec![],
+        };
+        let transceiver = self
+            .publisher
+            .add_transceiver_from_track(Arc::clone(&track) as Arc<dyn TrackLocal>, Some(init))
+            .await
+            .unwrap_or_else(|error| {
+                panic!("{}: adding the {kind:?} track failed: {error}", self.name)
+            });
+        (transceiver, kind, track, ssrc)
+    }
+
+    /// Consumes events until `matcher` returns a value, and returns it. Panics with the event
+    /// transcript on a server `error`, a client failure, or when [`WAIT_TIMEOUT`] passes.
+    pub async fn wait_for<T>(
+        &mut self,
+        awaited: &str,
+        mut matcher: impl FnMut(&Event) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + WAIT_TIMEOUT;
+        loop {
+            let event = match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(event)) => event,
+                Ok(None) => panic!(
+                    "{}: event channel closed while waiting for {awaited}",
+                    self.name
+                ),
+                Err(_) => panic!(
+                    "{}: timed out after {WAIT_TIMEOUT:?} waiting for {awaited}\n{}",
+                    self.name,
+                    self.transcript()
+                ),
+            };
+            let event = self.record(event, awaited);
+            if let Some(found) = matcher(&event) {
+                return found;
+            }
+        }
+    }
+
+    /// Receives RTP until `count` audio and `count` video packets have arrived, passing every
+    /// packet to `check`, which panics on a bad one, and returns the tracks they came on. Events that
+    /// arrive meanwhile are recorded and checked for errors. Returns a description with the
+    /// event transcript when [`WAIT_TIMEOUT`] passes first.
+    pub async fn receive_media(
+        &mut self,
+        count: usize,
+        mut check: impl FnMut(&ReceivedPacket),
+    ) -> Result<Vec<Arc<RemoteTrack>>, String> {
+        let deadline = Instant::now() + WAIT_TIMEOUT;
+        let mut audio = 0;
+        let mut video = 0;
+        let mut tracks: Vec<Arc<RemoteTrack>> = Vec::new();
+        while audio < count || video < count {
+            let packet = tokio::select! {
+                packet = self.media.recv() => packet,
+                event = self.events.recv() => {
+                    if let Some(event) = event {
+                        self.record(event, "media");
+                    }
+                    continue;
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(format!(
+                        "{}: timed out after {WAIT_TIMEOUT:?} waiting for media: {audio} of \
+                         {count} audio and {video} of {count} video packets arrived\n{}",
+                        self.name,
+                        self.transcript()
+                    ));
+                }
+            };
+            let Some(packet) = packet else {
+                panic!(
+                    "{}: media channel closed while waiting for media",
+                    self.name
+                );
+            };
+            check(&packet);
+            match packet.track.kind {
+                TrackKind::Audio => audio += 1,
+                TrackKind::Video => video += 1,
+            }
+            if !tracks.iter().any(|track| Arc::ptr_eq(track, &packet.track)) {
+                tracks.push(Arc::clone(&packet.track));
+            }
+        }
+        Ok(tracks)
+    }
+
+    /// Records the events that are already queued, and panics on any error among them.
+    pub fn record_queued_events(&mut self) {
+        while let Ok(event) = self.events.try_recv() {
+            self.record(event, "the end of the scenario");
+        }
+    }
+
+    /// Discards RTP packets that are already queued.
+    pub fn discard_received_media(&mut self) {
+        while self.media.try_recv().is_ok() {}
+    }
+
+    /// Sends `leave`, checks that the server closes the WebSocket with code 1000, then closes
+    /// both peer connections.
+    pub async fn leave(mut self) {
+        send(&self.signaling, ClientMessage::Leave);
+        let end = match tokio::time::timeout(WAIT_TIMEOUT, &mut self.signaling_tasks.0).await {
+            Ok(Ok(end)) => end,
+            Ok(Err(error)) => panic!("{}: the signaling reader task failed: {error}", self.name),
+            Err(_) => panic!(
+                "{}: the server did not close the WebSocket within {WAIT_TIMEOUT:?} of leave",
+                self.name
+            ),
+        };
+        assert_eq!(
+            end,
+            SignalingEnd::Closed(Some(1000)),
+            "{}: after leave the server should close the WebSocket with code 1000",
+            self.name
+        );
+        self.close().await;
+    }
+
+    /// Closes both peer connections and stops the client's tasks.
+    pub async fn close(self) {
+        for pc in [&self.publisher, &self.subscriber] {
+            if let Err(error) = pc.close().await {
+                tracing::debug!(name = %self.name, %error, "closing a peer connection failed");
+            }
+        }
+        self.driver.abort();
+        self.signaling_tasks.0.abort();
+        self.signaling_tasks.1.abort();
+    }
+
+    /// Adds an event to the history and returns it, or panics when it reports a failure.
+    fn record(&mut self, event: Event, awaited: &str) -> Event {
+        let failure = match &event {
+            Event::Server(ServerMessage::Error { code, message }) => {
+                Some(format!("server sent error {code:?}: {message}"))
+            }
+            Event::ClientFailure(failure) => Some(failure.clone()),
+            _ => None,
+        };
+        self.history.push(event.clone());
+        if let Some(failure) = failure {
+            panic!(
+                "{}: {failure} (while waiting for {awaited})\n{}",
+                self.name,
+                self.transcript()
+            );
+        }
+        event
+    }
+
+    /// Describes every event so far, one per line, with SDP left out.
+    pub fn transcript(&self) -> String {
+        let mut lines = vec![format!("events of {} ({}):", self.name, self.id)];
+        for event in &self.history {
+            lines.push(format!("  {}", describe(event)));
+        }
+        lines.join("\n")
+    }
+
+    /// Returns the server messages received so far, in order.
+    pub fn server_messages(&self) -> impl Iterator<Item = &ServerMessage> {
+        self.history.iter().filter_map(|event| match event {
+            Event::Server(message) => Some(message),
+            _ => None,
+        })
+    }
+}
+
+/// Returns `Some(())` when `event` is `target`'s connection reaching `connected`, and panics
+/// when it failed.
+pub fn connection_reached(event: &Event, target: Target) -> Option<()> {
+    match event {
+        Event::ConnectionState(changed, state) if *changed == target => match state {
+            RTCPeerConnectionState::Connected => Some(()),
+            RTCPeerConnectionState::Failed => panic!("the {target:?} connection failed"),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn describe(event: &Event) -> String {
+    match event {
+        Event::Server(ServerMessage::Offer { .. }) => "server: offer".to_owned(),
+        Event::Server(ServerMessage::Answer { .. }) => "server: answer".to_owned(),
+        Event::Server(message) => format!(
+            "server: {} {}",
+            message_type(message),
+            serde_json::to_string(message).unwrap_or_default()
+        ),
+        Event::TrackOpened(track) => format!("track opened: {track:?}"),
+        Event::TrackEnded(track) => format!("track ended: {track:?}"),
+        other => format!("{other:?}"),
+    }
+}
+
+fn is_loopback(address: &str) -> bool {
+    address
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn send(signaling: &SignalingSender, message: ClientMessage) {
+    // The writer task only stops when the connection fails; the reader reports that.
+    let _ = signaling.send(message);
+}
+
+fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+fn vp8_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_VP8.to_owned(),
+        clock_rate: 90000,
+        channels: 0,
+        sdp_fmtp_line: String::new(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// Returns the payload type that the answer assigned to the track's codec.
+async fn negotiated_payload_type(
+    transceiver: &Arc<dyn webrtc::rtp_transceiver::RtpTransceiver>,
+    kind: TrackKind,
+) -> u8 {
+    let mime_type = match kind {
+        TrackKind::Audio => MIME_TYPE_OPUS,
+        TrackKind::Video => MIME_TYPE_VP8,
+    };
+    let sender = transceiver
+        .sender()
+        .await
+        .expect("transceiver is alive")
+        .expect("send-only transceiver has a sender");
+    let parameters = sender
+        .get_parameters()
+        .await
+        .expect("sender parameters are readable");
+    parameters
+        .rtp_parameters
+        .codecs
+        .iter()
+        .find(|codec| codec.rtp_codec.mime_type.eq_ignore_ascii_case(mime_type))
+        .map(|codec| codec.payload_type)
+        .unwrap_or_else(|| {
+            panic!(
+                "the server's answer has no {mime_type} for the {kind:?} track; negotiated: {:?}",
+                parameters.rtp_parameters.codecs
+            )
+        })
+}
+
+/// Builds a peer connection with the default codecs and interceptors that binds one UDP socket
+/// on 127.0.0.1, so its only host candidate is on loopback.
+async fn build_peer_connection(handler: PeerHandler) -> Arc<dyn PeerConnection> {
+    let name = format!("{} {:?}", handler.name, handler.target);
+    let mut media_engine = MediaEngine::default();
+    media_engine
+        .register_default_codecs()
+        .expect("default codecs register");
+    let registry = register_default_interceptors(Registry::new(), &mut media_engine)
+        .expect("default interceptors register");
+    // With mDNS disabled no multicast socket is opened, and host candidates carry the plain
+    // loopback address.
+    let settings = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .build();
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(media_engine)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(settings)
+        .with_handler(Arc::new(handler))
+        .with_udp_addrs(vec![SocketAddr::from(([127, 0, 0, 1], 0))])
+        .build()
+        .await
+        .unwrap_or_else(|error| panic!("{name}: building the peer connection failed: {error}"));
+    Arc::new(pc)
+}
+
+/// Applies server messages in arrival order and reports each one as an [`Event`].
+async fn drive(
+    mut receiver: mpsc::UnboundedReceiver<ServerMessage>,
+    publisher: Arc<dyn PeerConnection>,
+    subscriber: Arc<dyn PeerConnection>,
+    signaling: SignalingSender,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    while let Some(message) = receiver.recv().await {
+        let outcome = apply(&message, &publisher, &subscriber, &signaling).await;
+        let answered = matches!(message, ServerMessage::Offer { .. }) && outcome.is_ok();
+        let _ = events.send(Event::Server(message));
+        match outcome {
+            Err(failure) => {
+                let _ = events.send(Event::ClientFailure(failure));
+            }
+            Ok(()) if answered => {
+                let _ = events.send(Event::SubscriberAnswered);
+            }
+            Ok(()) => {}
+        }
+    }
+}
+
+async fn apply(
+    message: &ServerMessage,
+    publisher: &Arc<dyn PeerConnection>,
+    subscriber: &Arc<dyn PeerConnection>,
+    signaling: &SignalingSender,
+) -> Result<(), String> {
+    match message {
+        ServerMessage::Answer { sdp } => {
+            let answer = RTCSessionDescription::answer(sdp.clone())
+                .map_err(|error| format!("server answer does not parse: {error}"))?;
+            publisher
+                .set_remote_description(answer)
+                .await
+                .map_err(|error| format!("server answer could not be applied: {error}"))
+        }
+        ServerMessage::Offer { sdp } => {
+            let offer = RTCSessionDescription::offer(sdp.clone())
+                .map_err(|error| format!("server offer does not parse: {error}"))?;
+            subscriber
+                .set_remote_description(offer)
+                .await
+                .map_err(|error| format!("server offer could not be applied: {error}"))?;
+            let answer = subscriber
+                .create_answer(None)
+                .await
+                .map_err(|error| format!("no answer to the server offer: {error}"))?;
+            subscriber
+                .set_local_description(answer.clone())
+                .await
+                .map_err(|error| format!("subscriber answer could not be applied: {error}"))?;
+            send(signaling, ClientMessage::Answer { sdp: answer.sdp });
+            Ok(())
+        }
+        ServerMessage::Candidate { target, candidate } if !candidate.is_end_of_candidates() => {
+            // candidate:<foundation> <component> <transport> <priority> <address> <port> typ ...
+            let address = candidate.candidate.split_whitespace().nth(4).unwrap_or("");
+            if !is_loopback(address) {
+                return Err(format!(
+                    "server {target:?} candidate {:?} is not on a loopback address",
+                    candidate.candidate
+                ));
+            }
+            let pc = match target {
+                Target::Publisher => publisher,
+                Target::Subscriber => subscriber,
+            };
+            let init = RTCIceCandidateInit {
+                candidate: candidate.candidate.clone(),
+                sdp_mid: candidate.sdp_mid.clone(),
+                sdp_mline_index: candidate.sdp_mline_index,
+                username_fragment: candidate.username_fragment.clone(),
+                ..Default::default()
+            };
+            pc.add_ice_candidate(init).await.map_err(|error| {
+                format!("server {target:?} candidate {candidate:?} was rejected: {error}")
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Callbacks of one peer connection: trickles local candidates to the server and reports state
+/// changes and remote tracks.
+struct PeerHandler {
+    name: String,
+    target: Target,
+    signaling: SignalingSender,
+    events: mpsc::UnboundedSender<Event>,
+    media: mpsc::UnboundedSender<ReceivedPacket>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for PeerHandler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        if !is_loopback(&event.candidate.address) {
+            let failure = format!(
+                "local {:?} candidate on {}, which is not a loopback address",
+                self.target, event.candidate.address
+            );
+            let _ = self.events.send(Event::ClientFailure(failure));
+            return;
+        }
+        let init = match event.candidate.to_json() {
+            Ok(init) => init,
+            Err(error) => {
+                let failure = format!(
+                    "local {:?} candidate has no JSON form: {error}",
+                    self.target
+                );
+                let _ = self.events.send(Event::ClientFailure(failure));
+                return;
+            }
+        };
+        let candidate = Candidate {
+            candidate: init.candidate,
+            sdp_mid: init.sdp_mid,
+            sdp_mline_index: init.sdp_mline_index,
+            username_fragment: init.username_fragment,
+        };
+        send(
+            &self.signaling,
+            ClientMessage::Candidate {
+                target: self.target,
+                candidate,
+            },
+        );
+    }
+
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let end_of_candidates = ClientMessage::Candidate {
+                target: self.target,
+                candidate: Candidate::default(),
+            };
+            send(&self.signaling, end_of_candidates);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        tracing::debug!(name = %self.name, target = ?self.target, %state, "connection state");
+        let _ = self.events.send(Event::ConnectionState(self.target, state));
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        // Reading runs on its own task so this callback returns to the connection's driver.
+        tokio::spawn(read_track(track, self.events.clone(), self.media.clone()));
+    }
+}
+
+/// Reports a remote track, then forwards its RTP packets until it ends.
+async fn read_track(
+    track: Arc<dyn TrackRemote>,
+    events: mpsc::UnboundedSender<Event>,
+    media: mpsc::UnboundedSender<ReceivedPacket>,
+) {
+    let kind = match track.kind().await {
+        RtpCodecKind::Audio => TrackKind::Audio,
+        _ => TrackKind::Video,
+    };
+    let remote = Arc::new(RemoteTrack {
+        stream_id: track.stream_id().await,
+        track_id: track.track_id().await,
+        kind,
+    });
+    let _ = events.send(Event::TrackOpened(Arc::clone(&remote)));
+
+    let mut mime_type = None;
+    while let Some(event) = track.poll().await {
+        match event {
+            TrackRemoteEvent::OnRtpPacket(packet) => {
+                if mime_type.is_none() {
+                    mime_type = track
+                        .codec(packet.header.ssrc)
+                        .await
+                        .map(|codec| codec.mime_type);
+                }
+                let received = ReceivedPacket {
+                    track: Arc::clone(&remote),
+                    mime_type: mime_type.clone(),
+                    payload: packet.payload,
+                };
+                if media.send(received).is_err() {
+                    return;
+                }
+            }
+            TrackRemoteEvent::OnEnded => break,
+            _ => {}
+        }
+    }
+    let _ = events.send(Event::TrackEnded(remote));
+}
