@@ -23,6 +23,10 @@ pub struct SignalConfig {
     /// Number of messages that may wait for one client. When a message arrives for a client
     /// whose queue is full, the connection closes with code 4008. Values below 1 count as 1.
     /// Default 256.
+    ///
+    /// NOTE: the writer task drains the queue while the session handles input, but the session
+    /// may handle up to about 128 inputs (tokio's cooperative budget) before the writer gets
+    /// to run. A queue shorter than that can fill during a burst even when the client reads.
     pub outbound_queue: usize,
     /// Time allowed, when a session ends, for the queued messages and the close frame to be
     /// written and for the client's close reply to arrive. The connection is dropped after it.

@@ -73,7 +73,7 @@ async fn run(socket: WebSocket, state: AppState) {
     connection.finish(end, writer).await;
 }
 
-/// Result of handling one input; `Err` ends the session.
+/// Result of handling one input. `Err` ends the session.
 type Handled = Result<(), SessionEnd>;
 
 struct Connection {
@@ -81,9 +81,9 @@ struct Connection {
     stream: SplitStream<WebSocket>,
     outbound: Outbound,
     session: Session,
-    /// Events of the joined room; `None` before `join`.
+    /// Events of the joined room, or `None` before `join`.
     room_events: Option<mpsc::UnboundedReceiver<RoomEvent>>,
-    /// Events from the SFU; `None` before `join` and after the SFU dropped its sender.
+    /// Events from the SFU, or `None` before `join` and after the SFU dropped its sender.
     sfu_events: Option<mpsc::UnboundedReceiver<ServerMessage>>,
 }
 
@@ -91,6 +91,12 @@ impl Connection {
     /// Handles client frames, room events, SFU events and shutdown until the session ends.
     async fn serve(&mut self) -> SessionEnd {
         loop {
+            // Frames that arrived in one read are decoded from memory without touching the
+            // socket, so without this a burst of input would be handled without yielding and
+            // the writer task could not drain the queue in between. Yields only once the task's
+            // cooperative budget is spent.
+            tokio::task::consume_budget().await;
+
             let handled = tokio::select! {
                 frame = self.stream.next() => self.on_frame(frame).await,
                 Some(event) = next_event(&mut self.room_events) => self.send(event.into()),
@@ -113,7 +119,7 @@ impl Connection {
                     "binary frames are not accepted; send JSON in text frames",
                 )
             }
-            // tungstenite answers pings itself.
+            // tungstenite replies to pings itself.
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
             Some(Ok(Message::Close(frame))) => {
                 debug!(?frame, "client sent close frame");
@@ -124,8 +130,8 @@ impl Connection {
                 Err(SessionEnd::MessageTooLarge)
             }
             Some(Err(error)) => {
-                // Includes protocol violations and text frames that are not UTF-8; tungstenite
-                // reads nothing more after any error, so the session cannot go on.
+                // Protocol violations and text frames that are not UTF-8 end up here. The session
+                // cannot go on, because tungstenite reads nothing more after any error.
                 debug!(%error, "reading from the WebSocket failed");
                 Err(SessionEnd::Disconnected)
             }
@@ -182,7 +188,8 @@ impl Connection {
             }
         };
 
-        // From here on `finish` removes the participant again, whatever happens next.
+        // From here on, `finish` removes the participant from the room and the SFU however the
+        // session ends.
         self.session.joined(room.clone(), participant_id.clone());
         let span = Span::current();
         span.record("room_id", room.as_str());
@@ -265,8 +272,8 @@ impl Connection {
             }
         }
 
-        // Reading on lets tungstenite send its reply to a client's close frame and see the
-        // client's reply to ours; both end the stream.
+        // Reading on lets tungstenite send its reply to a client's close frame, or see the
+        // client's reply to ours. Either ends the stream.
         let drain = async { while self.stream.next().await.is_some() {} };
         if tokio::time::timeout(close_timeout, drain).await.is_err() {
             debug!(?close_timeout, "timed out waiting for the client to close");

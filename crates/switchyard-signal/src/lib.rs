@@ -4,12 +4,12 @@
 //! as defined by [`switchyard_proto::ClientMessage`] and [`switchyard_proto::ServerMessage`]:
 //!
 //! 1. The first message must be `join {room, name}`. Room and display names must be 1 to 64
-//!    characters, not only whitespace and without control characters; otherwise the reply is
-//!    `error` `invalid_name`. Any other message before `join` gets `not_joined`, and a second
+//!    characters, not only whitespace and without control characters, or the reply is `error`
+//!    `invalid_name`. Any other message before `join` gets `not_joined`, and a second
 //!    `join` gets `already_joined`.
 //! 2. The server assigns an unguessable participant id, replies `joined` with the others in the
 //!    room and the configured ICE servers, and sends `participant_joined` to the others.
-//! 3. `offer`, `answer` and `candidate` go to the SFU; its answers, offers, candidates, track
+//! 3. `offer`, `answer` and `candidate` go to the SFU. Its answers, offers, candidates, track
 //!    notices and SDP errors come back in the order the SFU sent them.
 //! 4. `leave` ends the session with close code 1000. However a session ends, the SFU drops the
 //!    participant and the others get `participant_left` once.

@@ -17,7 +17,7 @@ use tracing::{error, trace};
 pub(crate) enum Outgoing {
     /// A message to send as a JSON text frame.
     Message(ServerMessage),
-    /// A close frame; the writer stops after sending it.
+    /// A close frame, after which the writer stops.
     Close(CloseCode),
 }
 
@@ -76,10 +76,10 @@ impl Outbound {
     /// Queues `farewell` if there is room for it, then the close frame, and consumes the queue.
     pub(crate) fn close(self, farewell: Option<ServerMessage>, code: CloseCode) {
         if let Some(message) = farewell {
-            // A full queue means a slow client; it still gets the close code.
+            // A full queue means a slow client, which gets only the close code.
             let _ = self.push(message);
         }
-        // The slot kept free by `push` guarantees room; a stopped writer needs no close frame.
+        // The slot kept free by `push` guarantees room. A stopped writer needs no close frame.
         let _ = self.sender.try_send(Outgoing::Close(code));
     }
 }

@@ -1,5 +1,6 @@
 //! Session state machine: what each client message means before and after `join`, and how a
-//! session ends. It performs no I/O; [`crate::connection`] carries out the returned [`Step`]s.
+//! session ends. It performs no I/O, and [`crate::connection`] carries out the returned
+//! [`Step`]s.
 
 use std::fmt;
 
@@ -7,10 +8,10 @@ use switchyard_proto::{Candidate, ClientMessage, CloseCode, ErrorCode, ServerMes
 
 use crate::names::{DisplayName, ParticipantId, RoomName};
 
-/// Where a session is in its life.
+/// Stage of a session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Phase {
-    /// Connected; only `join` and `leave` are accepted.
+    /// Connected, accepting only `join` and `leave`.
     AwaitingJoin,
     /// Member of a room.
     Joined {

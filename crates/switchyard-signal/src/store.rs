@@ -50,7 +50,7 @@ pub struct Member {
     pub id: ParticipantId,
     /// Display name shown to the others.
     pub name: String,
-    /// Where the store delivers the events of the room to this member.
+    /// Channel on which the store delivers the room's events to this member.
     pub events: RoomEventSender,
 }
 
@@ -75,7 +75,7 @@ pub enum StoreError {
         /// Id that is already taken.
         participant_id: ParticipantId,
     },
-    /// The backend that holds the rooms failed, for example a lost connection to a shared store.
+    /// The backend that stores the rooms failed, for example a lost connection to a shared store.
     #[error("room store failed for room {room:?}")]
     Backend {
         /// Room the operation was for.

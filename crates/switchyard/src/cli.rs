@@ -12,7 +12,7 @@ use serde::Deserialize;
 #[derive(Debug, Parser)]
 #[command(name = "switchyard", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
-    /// What to run; `serve` when omitted.
+    /// Subcommand to run, `serve` when omitted.
     #[command(subcommand)]
     pub command: Option<Command>,
     /// Options of `serve`, accepted without the subcommand too.
@@ -67,12 +67,12 @@ pub struct ServeArgs {
     #[serde(default)]
     pub ice_server: Vec<String>,
 
-    /// Maximum size in bytes of one client message; larger messages close the connection with
+    /// Maximum size in bytes of one client message. Larger messages close the connection with
     /// code 1009 [default: 65536]
     #[arg(long, env = "SWITCHYARD_MAX_MESSAGE_SIZE", value_name = "BYTES")]
     pub max_message_size: Option<usize>,
 
-    /// Number of messages that may wait for one client; a client whose queue is full is
+    /// Number of messages that may wait for one client. A client whose queue is full is
     /// disconnected with code 4008 [default: 256]
     #[arg(long, env = "SWITCHYARD_OUTBOUND_QUEUE", value_name = "N")]
     pub outbound_queue: Option<usize>,

@@ -39,7 +39,7 @@ pub enum ConfigError {
     ParseFile {
         /// Path given with `--config`.
         path: PathBuf,
-        /// What the TOML parser found.
+        /// The TOML parser's error.
         #[source]
         source: toml::de::Error,
     },
@@ -62,10 +62,10 @@ pub enum ConfigError {
 /// Settings of a whole server process.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
-    /// TCP address for HTTP and WebSocket signaling; port 0 picks a free port. Default
+    /// TCP address for HTTP and WebSocket signaling. Port 0 picks a free port. Default
     /// `127.0.0.1:8080`.
     pub http: SocketAddr,
-    /// UDP address of the media socket; port 0 picks a free port. Default `127.0.0.1:40000`.
+    /// UDP address of the media socket. Port 0 picks a free port. Default `127.0.0.1:40000`.
     pub media: SocketAddr,
     /// Address advertised in ICE candidates instead of the media address. Default: none.
     pub public_ip: Option<IpAddr>,
@@ -284,7 +284,7 @@ mod tests {
     }
 
     #[test]
-    fn ice_server_urls_need_a_stun_or_turn_scheme() {
+    fn ice_urls_need_stun_or_turn_scheme() {
         for url in ["stun:127.0.0.1", "turns:127.0.0.1:5349?transport=tcp"] {
             let args = ServeArgs {
                 ice_server: vec![url.into()],

@@ -1,7 +1,7 @@
 //! The Switchyard server as a library: configuration, command line, the embedded browser client,
 //! and [`run`], which starts the HTTP listener, the SFU and signaling in the current tokio
-//! runtime. The `switchyard` binary is a thin `main` around it; integration tests call [`run`]
-//! directly with port 0 addresses.
+//! runtime. The `switchyard` binary is a thin `main` around it, and integration tests call
+//! [`run`] directly with port 0 addresses.
 
 pub mod cli;
 pub mod config;

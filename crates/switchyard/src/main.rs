@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
     init_tracing();
 
     let config = ServerConfig::from_args(cli.into_serve_args())?;
-    // The configuration holds no credentials, so all of it can be logged.
+    // The configuration contains no credentials, so all of it can be logged.
     info!(
         http = %config.http,
         media = %config.media,
@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
 
     tokio::spawn(async move {
         let name = signals.recv().await;
-        info!(signal = name, "shutting down");
+        info!(signal = name, "signal received; shutting down");
         shutdown.cancel();
         let name = signals.recv().await;
         warn!(

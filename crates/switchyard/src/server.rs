@@ -42,7 +42,8 @@ pub enum RunError {
     Task(#[source] tokio::task::JoinError),
 }
 
-/// A started server. Dropping it does not stop the server; cancel the shutdown token.
+/// A started server. Dropping it leaves the server running. Cancel the shutdown token to stop
+/// it.
 #[derive(Debug)]
 pub struct RunningServer {
     http_addr: SocketAddr,
@@ -71,7 +72,7 @@ impl RunningServer {
 /// Binds the HTTP listener and the media socket, and serves until `shutdown` is cancelled.
 ///
 /// Returns once both sockets are bound, so the addresses in [`RunningServer`] are final even
-/// when the configuration asks for port 0. On shutdown, every connected client gets `error`
+/// when the configuration requests port 0. On shutdown, every connected client gets `error`
 /// `server_shutdown` and close code 1001 and leaves the SFU.
 pub async fn run(
     config: ServerConfig,
@@ -121,7 +122,7 @@ async fn serve(
     // Sessions are not part of axum's graceful shutdown once upgraded, so end them here. This
     // also covers the listener failing without a shutdown request.
     shutdown.cancel();
-    info!(sessions = state.session_count(), "shutting down");
+    info!(sessions = state.session_count(), "closing sessions");
     state.wait_for_sessions().await;
     info!("server stopped");
     served.map_err(RunError::Serve)
