@@ -8,7 +8,8 @@ use switchyard_proto::{ServerMessage, TrackKind};
 use crate::support::client::{Participant, ReceivedPacket, RemoteTrack};
 use crate::support::media::check_payload;
 
-/// Checks one forwarded packet: stream id, codec and payload bytes.
+/// Checks one forwarded packet: stream id, payload type against the subscriber's negotiated
+/// codecs, and payload bytes.
 pub fn check_packet(subscriber: &str, publisher_id: &str, packet: &ReceivedPacket) {
     let track = &packet.track;
     assert_eq!(
@@ -19,10 +20,12 @@ pub fn check_packet(subscriber: &str, publisher_id: &str, packet: &ReceivedPacke
         TrackKind::Audio => "audio/opus",
         TrackKind::Video => "video/vp8",
     };
-    let mime_type = packet.mime_type.as_deref().unwrap_or("(unknown)");
+    let mime_type = packet.mime_type.as_deref().unwrap_or("(not negotiated)");
     assert!(
         mime_type.eq_ignore_ascii_case(expected_mime),
-        "{subscriber}: {track:?} carries {mime_type}, expected {expected_mime}"
+        "{subscriber}: {track:?} carries payload type {}, which the subscriber connection \
+         negotiated as {mime_type}; expected {expected_mime}",
+        packet.payload_type
     );
     if let Err(difference) = check_payload(track.kind, &packet.payload) {
         panic!("{subscriber}: payload on {track:?} is not what the publisher sent: {difference}");

@@ -6,6 +6,7 @@
 //! are answered while the test waits for something else. Everything the client sees becomes an
 //! [`Event`] (or a [`ReceivedPacket`] for RTP) that the test consumes with a bounded wait.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,7 +70,9 @@ pub struct RemoteTrack {
 #[derive(Debug)]
 pub struct ReceivedPacket {
     pub track: Arc<RemoteTrack>,
-    /// MIME type of the negotiated codec for the packet's payload type, when known.
+    pub payload_type: u8,
+    /// MIME type that the subscriber connection negotiated for `payload_type` on this track, or
+    /// `None` when that payload type was not negotiated.
     pub mime_type: Option<String>,
     pub payload: bytes::Bytes,
 }
@@ -258,9 +261,9 @@ impl Participant {
     }
 
     /// Receives RTP until `count` audio and `count` video packets have arrived, passing every
-    /// packet to `check`, which panics on a bad one, and returns the tracks they came on. Events that
-    /// arrive meanwhile are recorded and checked for errors. Returns a description with the
-    /// event transcript when [`WAIT_TIMEOUT`] passes first.
+    /// packet to `check`, which panics on a bad one, and returns the tracks they came on.
+    /// Events that arrive meanwhile are recorded and checked for errors. Returns a description
+    /// with the event transcript when [`WAIT_TIMEOUT`] passes first.
     pub async fn receive_media(
         &mut self,
         count: usize,
@@ -270,6 +273,7 @@ impl Participant {
         let mut audio = 0;
         let mut video = 0;
         let mut tracks: Vec<Arc<RemoteTrack>> = Vec::new();
+        let mut negotiated: HashMap<String, Vec<(u8, String)>> = HashMap::new();
         while audio < count || video < count {
             let packet = tokio::select! {
                 packet = self.media.recv() => packet,
@@ -288,12 +292,13 @@ impl Participant {
                     ));
                 }
             };
-            let Some(packet) = packet else {
+            let Some(mut packet) = packet else {
                 panic!(
                     "{}: media channel closed while waiting for media",
                     self.name
                 );
             };
+            self.resolve_mime_type(&mut negotiated, &mut packet).await;
             check(&packet);
             match packet.track.kind {
                 TrackKind::Audio => audio += 1,
@@ -304,6 +309,50 @@ impl Participant {
             }
         }
         Ok(tracks)
+    }
+
+    /// Sets the packet's MIME type from the codecs negotiated for its track, which `negotiated`
+    /// caches per track id.
+    async fn resolve_mime_type(
+        &self,
+        negotiated: &mut HashMap<String, Vec<(u8, String)>>,
+        packet: &mut ReceivedPacket,
+    ) {
+        let track_id = &packet.track.track_id;
+        if !negotiated.contains_key(track_id) {
+            let codecs = self.negotiated_codecs(track_id).await;
+            negotiated.insert(track_id.clone(), codecs);
+        }
+        packet.mime_type = negotiated[track_id]
+            .iter()
+            .find(|(payload_type, _)| *payload_type == packet.payload_type)
+            .map(|(_, mime_type)| mime_type.clone());
+    }
+
+    /// Returns the payload types and MIME types that the subscriber connection negotiated for
+    /// the remote track `track_id`.
+    async fn negotiated_codecs(&self, track_id: &str) -> Vec<(u8, String)> {
+        for receiver in self.subscriber.get_receivers().await {
+            if receiver.track().track_id().await != track_id {
+                continue;
+            }
+            let parameters = receiver.get_parameters().await.unwrap_or_else(|error| {
+                panic!(
+                    "{}: parameters of the receiver of {track_id} are not readable: {error}",
+                    self.name
+                )
+            });
+            return parameters
+                .rtp_parameters
+                .codecs
+                .iter()
+                .map(|codec| (codec.payload_type, codec.rtp_codec.mime_type.clone()))
+                .collect();
+        }
+        panic!(
+            "{}: no receiver on the subscriber connection has track {track_id}",
+            self.name
+        );
     }
 
     /// Records the events that are already queued, and panics on any error among them.
@@ -678,19 +727,14 @@ async fn read_track(
     });
     let _ = events.send(Event::TrackOpened(Arc::clone(&remote)));
 
-    let mut mime_type = None;
     while let Some(event) = track.poll().await {
         match event {
             TrackRemoteEvent::OnRtpPacket(packet) => {
-                if mime_type.is_none() {
-                    mime_type = track
-                        .codec(packet.header.ssrc)
-                        .await
-                        .map(|codec| codec.mime_type);
-                }
                 let received = ReceivedPacket {
                     track: Arc::clone(&remote),
-                    mime_type: mime_type.clone(),
+                    payload_type: packet.header.payload_type,
+                    // Filled in by `Participant::receive_media`, which can reach the connection.
+                    mime_type: None,
                     payload: packet.payload,
                 };
                 if media.send(received).is_err() {

@@ -56,7 +56,8 @@ pub fn payload(kind: TrackKind, counter: u32) -> Bytes {
 pub fn check_payload(kind: TrackKind, received: &[u8]) -> Result<u32, String> {
     let Some(counter_bytes) = received.get(4..PAYLOAD_HEADER_LEN) else {
         return Err(format!(
-            "{kind:?} payload of {} bytes is shorter than the {PAYLOAD_HEADER_LEN}-byte test header: {}",
+            "{kind:?} payload of {} bytes is shorter than the {PAYLOAD_HEADER_LEN}-byte test \
+             header: {}",
             received.len(),
             hex_prefix(received)
         ));
