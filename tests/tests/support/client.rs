@@ -113,6 +113,8 @@ impl Participant {
         let first = tokio::time::timeout(WAIT_TIMEOUT, receiver.recv())
             .await
             .unwrap_or_else(|_| panic!("{name}: no reply to join within {WAIT_TIMEOUT:?}"));
+        // `iceServers` goes unused: host candidates on loopback are all these tests need, and
+        // no traffic may leave loopback.
         let Some(ServerMessage::Joined {
             participant_id,
             participants,
