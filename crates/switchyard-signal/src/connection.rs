@@ -34,9 +34,9 @@ pub(crate) async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>)
     let tracker_token = state.sessions.token();
     let limit = state.config.max_message_size;
 
-    // Both limits are needed: tungstenite checks the frame limit on the frame header, before
-    // reading the payload, and the message limit on reassembled fragments. Without them the
-    // defaults (16 MiB frames, 64 MiB messages in tungstenite 0.29) would apply.
+    // tungstenite checks the frame limit on each frame header, before reading the payload, and
+    // the message limit on reassembled fragments. Without both, tungstenite 0.29's defaults of
+    // 16 MiB per frame and 64 MiB per message would apply.
     ws.max_message_size(limit)
         .max_frame_size(limit)
         .on_failed_upgrade(move |error| debug!(session_id, %error, "WebSocket upgrade failed"))
@@ -116,7 +116,7 @@ impl Connection {
                 debug!(bytes = data.len(), "binary frame rejected");
                 self.reply_error(
                     ErrorCode::InvalidJson,
-                    "binary frames are not accepted; send JSON in text frames",
+                    "binary frames are not accepted, send JSON in text frames",
                 )
             }
             // tungstenite replies to pings itself.
@@ -183,7 +183,7 @@ impl Connection {
                 );
                 return self.reply_error(
                     ErrorCode::InternalError,
-                    "could not join the room; try again",
+                    "could not join the room, try again",
                 );
             }
         };
@@ -232,7 +232,10 @@ impl Connection {
         match self.outbound.push(message) {
             Ok(()) => Ok(()),
             Err(PushError::Full { capacity }) => {
-                debug!(capacity, "client is not reading; outbound queue is full");
+                debug!(
+                    capacity,
+                    "outbound queue is full because the client is not reading"
+                );
                 Err(SessionEnd::SlowConsumer)
             }
             Err(PushError::WriterStopped) => Err(SessionEnd::Disconnected),
@@ -274,6 +277,9 @@ impl Connection {
 
         // Reading on lets tungstenite send its reply to a client's close frame, or see the
         // client's reply to ours. Either ends the stream.
+        // NOTE: after an oversized message the stream has already ended, with the rest of the
+        // message unread. Dropping the socket then sends RST, and a client on Linux still reads
+        // the error and close frame written before it. Other client kernels may discard them.
         let drain = async { while self.stream.next().await.is_some() {} };
         if tokio::time::timeout(close_timeout, drain).await.is_err() {
             debug!(?close_timeout, "timed out waiting for the client to close");

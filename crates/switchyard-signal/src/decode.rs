@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use switchyard_proto::{ClientMessage, ErrorCode};
 
-/// Longest part of an unknown `type` value repeated in the error message, in characters.
+/// Maximum number of characters of an unknown `type` value repeated in the error message.
 const MAX_ECHOED_TYPE_CHARS: usize = 32;
 
 /// Reason a text frame is not a valid client message.
@@ -15,17 +15,17 @@ pub enum DecodeError {
     #[error("invalid JSON: {0}")]
     InvalidJson(#[source] serde_json::Error),
     /// The JSON value is not an object with a string `type` field.
-    #[error("missing `type` field; expected an object such as {{\"type\":\"join\",...}}")]
+    #[error("missing `type` field, expected an object such as {{\"type\":\"join\",...}}")]
     MissingType,
     /// The `type` field names no client message.
-    #[error("unknown message type {0:?}; expected join, offer, answer, candidate or leave")]
+    #[error("unknown message type {0:?}, expected join, offer, answer, candidate or leave")]
     UnknownType(String),
     /// The `type` is known but a field is missing or has the wrong type.
     #[error("invalid `{kind}` message: {source}")]
     InvalidMessage {
         /// The message's `type`.
         kind: &'static str,
-        /// What serde found wrong.
+        /// The serde error.
         #[source]
         source: serde_json::Error,
     },

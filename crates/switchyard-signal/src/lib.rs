@@ -61,3 +61,47 @@ pub fn app(state: AppState) -> Router {
         .route(WS_PATH, get(connection::upgrade))
         .with_state(state)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use switchyard_sfu::SfuConfig;
+    use tokio_util::sync::CancellationToken;
+    use tower::ServiceExt;
+
+    async fn test_state() -> AppState {
+        let sfu = switchyard_sfu::start(SfuConfig {
+            bind: ([127, 0, 0, 1], 0).into(),
+            public_ip: None,
+        })
+        .await
+        .expect("SFU binds a loopback UDP port");
+        AppState::new(
+            SignalConfig::default(),
+            Arc::new(MemoryRoomStore::new()),
+            sfu,
+            CancellationToken::new(),
+        )
+    }
+
+    async fn status(path: &str) -> StatusCode {
+        let request = Request::get(path).body(Body::empty()).unwrap();
+        let response = app(test_state().await).oneshot(request).await.unwrap();
+        response.status()
+    }
+
+    #[tokio::test]
+    async fn ws_path_without_upgrade_is_rejected() {
+        let status = status(WS_PATH).await;
+        assert!(status.is_client_error(), "{status}");
+    }
+
+    #[tokio::test]
+    async fn other_paths_are_not_routed() {
+        assert_eq!(status("/v1/other").await, StatusCode::NOT_FOUND);
+    }
+}

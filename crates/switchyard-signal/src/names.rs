@@ -20,7 +20,7 @@ pub enum NameError {
         field: &'static str,
     },
     /// The name is longer than its limit.
-    #[error("{field} is {length} characters long; the maximum is {max}")]
+    #[error("{field} is {length} characters long but the maximum is {max}")]
     TooLong {
         /// `room` or `name`.
         field: &'static str,
@@ -98,8 +98,8 @@ fn validate(field: &'static str, name: &str, max: usize) -> Result<(), NameError
     Ok(())
 }
 
-/// Server-assigned participant id: 128 random bits as 32 lowercase hex digits, so other clients
-/// cannot guess the id of a participant they have not been told about.
+/// Server-assigned participant id: 128 random bits as 32 lowercase hex digits, so a client
+/// cannot guess the id of a participant it has not received in a roster or event.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ParticipantId(String);
 

@@ -120,7 +120,7 @@ fn encode(message: &ServerMessage) -> Option<Utf8Bytes> {
         Ok(text) => Some(text.into()),
         Err(err) => {
             // `ServerMessage` has only string keys and plain values, so this is a bug.
-            error!(error = %err, ?message, "could not encode server message; dropping it");
+            error!(error = %err, ?message, "could not encode server message, dropping it");
             None
         }
     }

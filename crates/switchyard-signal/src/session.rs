@@ -154,11 +154,11 @@ impl SessionEnd {
         match self {
             SessionEnd::MessageTooLarge => Some(ServerMessage::error(
                 ErrorCode::MessageTooLarge,
-                "message is larger than the server's limit; the connection will close",
+                "message is larger than the server's limit, closing the connection",
             )),
             SessionEnd::Shutdown => Some(ServerMessage::error(
                 ErrorCode::ServerShutdown,
-                "server is shutting down; reconnect later",
+                "server is shutting down, reconnect later",
             )),
             _ => None,
         }
