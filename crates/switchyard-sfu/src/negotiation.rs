@@ -102,6 +102,10 @@ impl Sfu {
         }
 
         participant.send(ServerMessage::Answer { sdp: local.sdp });
+        let publisher_key = PeerKey {
+            participant: key,
+            target: Target::Publisher,
+        };
         if first_answer {
             participant.send(ServerMessage::Candidate {
                 target: Target::Publisher,
@@ -112,10 +116,7 @@ impl Sfu {
                 candidate: Candidate::default(),
             });
         }
-        self.dirty.push(PeerKey {
-            participant: key,
-            target: Target::Publisher,
-        });
+        self.replay_early_checks(now, publisher_key);
     }
 
     /// Applies the client's answer to the outstanding subscriber offer, then sends the next offer
@@ -166,12 +167,16 @@ impl Sfu {
         for subscription in &mut participant.subscriptions {
             subscription.payload_types.clear();
         }
-        self.dirty.push(PeerKey {
-            participant: key,
-            target: Target::Subscriber,
-        });
+        let needs_offer = participant.negotiation.needs_offer;
+        self.replay_early_checks(
+            now,
+            PeerKey {
+                participant: key,
+                target: Target::Subscriber,
+            },
+        );
 
-        if participant.negotiation.needs_offer {
+        if needs_offer {
             self.send_subscriber_offer(now, key);
         }
         // Tracks added by this offer need a keyframe to start decoding.
@@ -317,15 +322,15 @@ impl Sfu {
                     _ => {}
                 }
             }
-            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
-                if peer_key.target == Target::Publisher {
-                    self.open_published_track(key, init);
-                }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init))
+                if peer_key.target == Target::Publisher =>
+            {
+                self.open_published_track(key, init);
             }
-            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id)) => {
-                if peer_key.target == Target::Publisher {
-                    self.unpublish(now, key, &track_id);
-                }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id))
+                if peer_key.target == Target::Publisher =>
+            {
+                self.unpublish(now, key, &track_id);
             }
             _ => {}
         }

@@ -83,7 +83,6 @@ fn codec(rtp_codec: RTCRtpCodec, payload_type: u8) -> RTCRtpCodecParameters {
     RTCRtpCodecParameters {
         rtp_codec,
         payload_type,
-        ..Default::default()
     }
 }
 

@@ -40,6 +40,9 @@ pub(crate) struct Peer {
     /// Remote candidates that arrived before the remote description.
     pub pending_candidates: Vec<RTCIceCandidateInit>,
     pub has_remote_description: bool,
+    /// STUN checks that arrived before the remote description, replayed once it is set. The ICE
+    /// agent drops checks it cannot authenticate yet, which costs the client a retransmission.
+    pub early_checks: Vec<(SocketAddr, BytesMut)>,
     pub connected: bool,
     /// The host candidate is in the connection's local description.
     pub host_candidate_added: bool,
@@ -264,6 +267,7 @@ impl Sfu {
             ufrag: credentials.ufrag,
             pending_candidates: Vec::new(),
             has_remote_description: false,
+            early_checks: Vec::new(),
             connected: false,
             host_candidate_added: false,
             host_candidate_sent: false,
@@ -313,21 +317,36 @@ impl Sfu {
             return;
         };
         let (participant_id, peer) = participant.split(peer_key.target);
-        let input = TaggedBytesMut {
-            now,
-            transport: TransportContext {
-                local_addr: self.local_addr,
-                peer_addr: source,
-                ecn: None,
-                transport_protocol: TransportProtocol::UDP,
-            },
-            message: BytesMut::from(payload),
-        };
-        if let Err(error) = peer.pc.handle_read(input) {
-            debug!(participant_id, %source, %error, "peer connection rejected datagram");
+        if !peer.has_remote_description && stun::is_stun(payload) {
+            if peer.early_checks.len() < MAX_EARLY_CHECKS {
+                peer.early_checks.push((source, BytesMut::from(payload)));
+            }
+            return;
         }
+        feed(
+            self.local_addr,
+            now,
+            participant_id,
+            peer,
+            source,
+            BytesMut::from(payload),
+        );
         self.dirty.push(peer_key);
         self.drain_dirty(now);
+    }
+
+    /// Feeds the STUN checks held back by [`Sfu::handle_datagram`] into a connection that now has
+    /// its remote description.
+    pub fn replay_early_checks(&mut self, now: Instant, peer_key: PeerKey) {
+        let local_addr = self.local_addr;
+        let Some(participant) = self.participants.get_mut(&peer_key.participant) else {
+            return;
+        };
+        let (participant_id, peer) = participant.split(peer_key.target);
+        for (source, payload) in std::mem::take(&mut peer.early_checks) {
+            feed(local_addr, now, participant_id, peer, source, payload);
+        }
+        self.dirty.push(peer_key);
     }
 
     /// Finds the connection a datagram belongs to: by the USERNAME of a STUN request, which also
@@ -482,6 +501,34 @@ impl Sfu {
             .unwrap_or_default()
     }
 }
+
+/// Hands one datagram to a peer connection. Errors concern that peer only and are logged.
+fn feed(
+    local_addr: SocketAddr,
+    now: Instant,
+    participant_id: &str,
+    peer: &mut Peer,
+    source: SocketAddr,
+    payload: BytesMut,
+) {
+    let input = TaggedBytesMut {
+        now,
+        transport: TransportContext {
+            local_addr,
+            peer_addr: source,
+            ecn: None,
+            transport_protocol: TransportProtocol::UDP,
+        },
+        message: payload,
+    };
+    if let Err(error) = peer.pc.handle_read(input) {
+        debug!(participant_id, %source, %error, "peer connection rejected datagram");
+    }
+}
+
+/// STUN checks held per connection until its remote description is set. A browser sends one
+/// check per candidate pair and retransmits, so a few cover a normal start.
+const MAX_EARLY_CHECKS: usize = 16;
 
 /// Minimum gap between two keyframe requests sent to one publisher track.
 pub(crate) const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
