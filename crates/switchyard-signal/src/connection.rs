@@ -18,7 +18,7 @@ use tracing::{debug, error, field, info, info_span, Instrument, Span};
 
 use crate::decode::decode;
 use crate::names::{DisplayName, ParticipantId, RoomName};
-use crate::outbound::{self, Outbound, PushError, WriteError};
+use crate::outbound::{self, Outbound, OutboundError};
 use crate::session::{Session, SessionEnd, SfuRequest, Step};
 use crate::state::AppState;
 use crate::store::{Member, RoomEvent};
@@ -231,21 +231,23 @@ impl Connection {
     fn send(&self, message: ServerMessage) -> Handled {
         match self.outbound.push(message) {
             Ok(()) => Ok(()),
-            Err(PushError::Full { capacity }) => {
+            Err(OutboundError::Full { capacity }) => {
                 debug!(
                     capacity,
                     "outbound queue is full because the client is not reading"
                 );
                 Err(SessionEnd::SlowConsumer)
             }
-            Err(PushError::WriterStopped) => Err(SessionEnd::Disconnected),
+            Err(OutboundError::WriterStopped | OutboundError::Write(_)) => {
+                Err(SessionEnd::Disconnected)
+            }
         }
     }
 
     /// Removes the participant from the SFU and the room, sends the farewell and close frame,
     /// and waits, at most `close_timeout` for each, for the writer and for the client's close
     /// reply.
-    async fn finish(mut self, end: SessionEnd, mut writer: JoinHandle<Result<(), WriteError>>) {
+    async fn finish(mut self, end: SessionEnd, mut writer: JoinHandle<Result<(), OutboundError>>) {
         // Leave first, so the others hear about it even when the client is too slow for the
         // close frame.
         if let Some((room, participant_id)) = self.session.membership() {

@@ -30,6 +30,8 @@
 //! Rooms live behind the [`RoomStore`] trait, which also delivers the room events;
 //! [`MemoryRoomStore`] keeps them in this process.
 
+#![warn(missing_docs)]
+
 mod config;
 mod connection;
 mod decode;

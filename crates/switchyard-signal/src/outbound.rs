@@ -21,9 +21,9 @@ pub(crate) enum Outgoing {
     Close(CloseCode),
 }
 
-/// Reason a message could not be queued.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub(crate) enum PushError {
+/// Failure to queue or write a frame.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OutboundError {
     /// The client is not reading and `capacity` messages are already waiting.
     #[error("outbound queue is full ({capacity} messages waiting)")]
     Full {
@@ -33,12 +33,10 @@ pub(crate) enum PushError {
     /// The writer task has stopped because writing to the socket failed.
     #[error("writer task has stopped")]
     WriterStopped,
+    /// Writing a frame to the socket failed.
+    #[error("writing to the WebSocket failed: {0}")]
+    Write(#[source] axum::Error),
 }
-
-/// Failure to write a frame to the socket.
-#[derive(Debug, thiserror::Error)]
-#[error("writing to the WebSocket failed: {0}")]
-pub(crate) struct WriteError(#[source] axum::Error);
 
 /// Producer side of the queue. Deliberately not `Clone`: the free slot for the close frame is
 /// only guaranteed while there is a single producer.
@@ -57,20 +55,20 @@ pub(crate) fn channel(capacity: usize) -> (Outbound, mpsc::Receiver<Outgoing>) {
 
 impl Outbound {
     /// Queues a message without waiting.
-    pub(crate) fn push(&self, message: ServerMessage) -> Result<(), PushError> {
+    pub(crate) fn push(&self, message: ServerMessage) -> Result<(), OutboundError> {
         if self.sender.is_closed() {
-            return Err(PushError::WriterStopped);
+            return Err(OutboundError::WriterStopped);
         }
         // Only the writer consumes, so the free capacity can only grow between this check and
         // the send below.
         if self.sender.capacity() <= 1 {
-            return Err(PushError::Full {
+            return Err(OutboundError::Full {
                 capacity: self.capacity,
             });
         }
         self.sender
             .try_send(Outgoing::Message(message))
-            .map_err(|_| PushError::WriterStopped)
+            .map_err(|_| OutboundError::WriterStopped)
     }
 
     /// Queues `farewell` if there is room for it, then the close frame, and consumes the queue.
@@ -89,7 +87,7 @@ impl Outbound {
 pub(crate) async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut queue: mpsc::Receiver<Outgoing>,
-) -> Result<(), WriteError> {
+) -> Result<(), OutboundError> {
     while let Some(first) = queue.recv().await {
         // Buffer everything already waiting and flush once, instead of once per frame.
         let mut next = Some(first);
@@ -101,16 +99,20 @@ pub(crate) async fn write_loop(
                         continue;
                     };
                     trace!(bytes = frame.len(), "sending message");
-                    sink.feed(Message::Text(frame)).await.map_err(WriteError)?;
+                    sink.feed(Message::Text(frame))
+                        .await
+                        .map_err(OutboundError::Write)?;
                 }
                 Outgoing::Close(code) => {
-                    sink.send(close_frame(code)).await.map_err(WriteError)?;
+                    sink.send(close_frame(code))
+                        .await
+                        .map_err(OutboundError::Write)?;
                     return Ok(());
                 }
             }
             next = queue.try_recv().ok();
         }
-        sink.flush().await.map_err(WriteError)?;
+        sink.flush().await.map_err(OutboundError::Write)?;
     }
     Ok(())
 }
@@ -154,10 +156,10 @@ mod tests {
         for n in 0..3 {
             outbound.push(message(n)).unwrap();
         }
-        assert_eq!(
+        assert!(matches!(
             outbound.push(message(3)),
-            Err(PushError::Full { capacity: 3 })
-        );
+            Err(OutboundError::Full { capacity: 3 })
+        ));
     }
 
     #[test]
@@ -193,17 +195,20 @@ mod tests {
     fn push_fails_after_writer_stops() {
         let (outbound, queue) = channel(4);
         drop(queue);
-        assert_eq!(outbound.push(message(0)), Err(PushError::WriterStopped));
+        assert!(matches!(
+            outbound.push(message(0)),
+            Err(OutboundError::WriterStopped)
+        ));
     }
 
     #[test]
     fn zero_capacity_counts_as_one() {
         let (outbound, _queue) = channel(0);
         outbound.push(message(0)).unwrap();
-        assert_eq!(
+        assert!(matches!(
             outbound.push(message(1)),
-            Err(PushError::Full { capacity: 1 })
-        );
+            Err(OutboundError::Full { capacity: 1 })
+        ));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! runtime. The `switchyard` binary is a thin `main` around it, and integration tests call
 //! [`run`] directly with port 0 addresses.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod config;
 mod server;
