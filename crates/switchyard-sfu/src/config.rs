@@ -1,6 +1,7 @@
 //! SFU settings.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 /// Settings for the media socket and the peer connections.
 #[derive(Clone, Debug)]
@@ -10,6 +11,14 @@ pub struct SfuConfig {
     /// Address advertised in the server's ICE candidate instead of the bound address, for a
     /// server behind 1:1 NAT. Default: none, the bound address is advertised.
     pub public_ip: Option<IpAddr>,
+    /// Time without traffic from a peer before its connection counts as disconnected. Default
+    /// 5 seconds.
+    pub ice_disconnected_timeout: Duration,
+    /// Further time without traffic before a disconnected connection fails. A failed publisher
+    /// connection removes the participant's tracks from every subscriber. Default 25 seconds.
+    pub ice_failed_timeout: Duration,
+    /// Interval of ICE keepalives on an idle connection. Default 2 seconds.
+    pub ice_keepalive_interval: Duration,
 }
 
 impl Default for SfuConfig {
@@ -17,6 +26,9 @@ impl Default for SfuConfig {
         SfuConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 40000)),
             public_ip: None,
+            ice_disconnected_timeout: Duration::from_secs(5),
+            ice_failed_timeout: Duration::from_secs(25),
+            ice_keepalive_interval: Duration::from_secs(2),
         }
     }
 }

@@ -125,7 +125,7 @@ pub async fn start(config: SfuConfig) -> std::io::Result<SfuHandle> {
         }
         None => media_addr,
     };
-    let sfu = Sfu::new(media_addr, advertised).map_err(std::io::Error::other)?;
+    let sfu = Sfu::new(config, media_addr, advertised).map_err(std::io::Error::other)?;
     let (commands, receiver) = mpsc::unbounded_channel();
     info!(%media_addr, %advertised, "SFU media socket bound");
     tokio::spawn(driver::run(socket, sfu, receiver));

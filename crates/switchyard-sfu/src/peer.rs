@@ -25,6 +25,8 @@ use rtc::sansio::Protocol;
 use rtc::shared::error::Error as RtcError;
 use switchyard_proto::Candidate;
 
+use crate::SfuConfig;
+
 /// Candidates buffered per connection before its remote description is set. A browser sends a
 /// handful per network interface, so this only stops a client that floods.
 pub(crate) const MAX_PENDING_CANDIDATES: usize = 64;
@@ -175,6 +177,7 @@ pub(crate) fn random_token(len: usize) -> String {
 pub(crate) fn build_peer_connection(
     now: Instant,
     credentials: &IceCredentials,
+    config: &SfuConfig,
 ) -> Result<RTCPeerConnection, RtcError> {
     let mut media_engine = MediaEngine::default();
     for (codec, kind) in codecs() {
@@ -186,6 +189,11 @@ pub(crate) fn build_peer_connection(
 
     let setting_engine = SettingEngineBuilder::new()
         .with_ice_credentials(credentials.ufrag.clone(), credentials.pwd.clone())
+        .with_ice_timeouts(
+            Some(config.ice_disconnected_timeout),
+            Some(config.ice_failed_timeout),
+            Some(config.ice_keepalive_interval),
+        )
         .build();
 
     RTCPeerConnectionBuilder::new()
@@ -268,7 +276,7 @@ mod tests {
     #[test]
     fn peer_connection_builds() {
         let credentials = IceCredentials::random();
-        let built = build_peer_connection(Instant::now(), &credentials);
+        let built = build_peer_connection(Instant::now(), &credentials, &SfuConfig::default());
         assert!(built.is_ok(), "build failed: {:?}", built.err());
     }
 }

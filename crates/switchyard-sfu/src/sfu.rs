@@ -21,6 +21,7 @@ use crate::forward::{PublishedTrack, Subscription};
 use crate::handle::{Command, EventSender};
 use crate::peer::{build_peer_connection, host_candidate, IceCredentials};
 use crate::stun;
+use crate::SfuConfig;
 
 /// Internal handle of a participant, stable for one join.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -102,6 +103,7 @@ pub(crate) struct Transmit {
 }
 
 pub(crate) struct Sfu {
+    pub config: SfuConfig,
     pub local_addr: SocketAddr,
     pub host_candidate: RTCIceCandidateInit,
     pub participants: HashMap<ParticipantKey, Participant>,
@@ -125,10 +127,12 @@ impl Sfu {
     /// Creates the state machine for a socket bound at `local_addr` that advertises `advertised`
     /// in its ICE candidate.
     pub fn new(
+        config: SfuConfig,
         local_addr: SocketAddr,
         advertised: SocketAddr,
     ) -> Result<Self, rtc::shared::error::Error> {
         Ok(Sfu {
+            config,
             local_addr,
             host_candidate: host_candidate(advertised)?,
             participants: HashMap::new(),
@@ -261,7 +265,7 @@ impl Sfu {
 
     fn new_peer(&self, now: Instant) -> Result<Peer, rtc::shared::error::Error> {
         let credentials = IceCredentials::random();
-        let pc = build_peer_connection(now, &credentials)?;
+        let pc = build_peer_connection(now, &credentials, &self.config)?;
         Ok(Peer {
             pc,
             ufrag: credentials.ufrag,

@@ -28,7 +28,7 @@ impl Harness {
     fn new() -> Self {
         let address: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         Harness {
-            sfu: Sfu::new(address, address).unwrap(),
+            sfu: Sfu::new(crate::SfuConfig::default(), address, address).unwrap(),
             now: Instant::now(),
         }
     }

@@ -163,6 +163,7 @@ impl ServerConfig {
         SfuConfig {
             bind: self.media,
             public_ip: self.public_ip,
+            ..SfuConfig::default()
         }
     }
 }
