@@ -47,10 +47,7 @@ export async function startServer({ logName = 'server.log' } = {}) {
   const mediaPort = await findFreePort(['udp', 'tcp'], [httpPort]);
   const args = ['--http', `127.0.0.1:${httpPort}`, '--media', `127.0.0.1:${mediaPort}`];
 
-  const child = spawn(binary, args, {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
-  });
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], env: serverEnvironment() });
   const log = createWriteStream(artifactPath(logName));
   log.write(`$ ${binary} ${args.join(' ')}\n`);
   const tail = [];
@@ -88,6 +85,20 @@ export async function startServer({ logName = 'server.log' } = {}) {
       log.end();
     },
   };
+}
+
+/**
+ * Returns this process's environment without the server's own `SWITCHYARD_*` settings, so that
+ * a developer's shell or config file cannot change the server under test.
+ */
+function serverEnvironment() {
+  const environment = { RUST_LOG: 'info' };
+  for (const [key, value] of Object.entries(process.env)) {
+    if (!key.startsWith('SWITCHYARD_')) {
+      environment[key] = value;
+    }
+  }
+  return environment;
 }
 
 async function waitForHttp(url) {
