@@ -33,8 +33,45 @@ pub(crate) struct PublishedTrack {
     pub codec: Option<RTCRtpCodec>,
     /// Payload types negotiated on the publisher connection.
     pub incoming_codecs: Vec<(u8, RTCRtpCodec)>,
-    pub last_keyframe_request: Option<Instant>,
-    pub keyframe_pending: bool,
+    pub keyframe_throttle: KeyframeThrottle,
+}
+
+/// Outcome of a keyframe request against the throttle.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum KeyframeDecision {
+    /// Send a PLI now.
+    SendNow,
+    /// A PLI went out recently; send one at this time unless one is sent before.
+    SendAt(Instant),
+}
+
+/// Limits keyframe requests to one publisher track to one per [`KEYFRAME_REQUEST_INTERVAL`],
+/// without losing a request: one that arrives inside the interval is held until it ends.
+#[derive(Debug, Default)]
+pub(crate) struct KeyframeThrottle {
+    last_sent: Option<Instant>,
+    pending: bool,
+}
+
+impl KeyframeThrottle {
+    /// Records a request and decides when its PLI goes out.
+    pub fn request(&mut self, now: Instant) -> KeyframeDecision {
+        if let Some(last) = self.last_sent {
+            let allowed_at = last + KEYFRAME_REQUEST_INTERVAL;
+            if now < allowed_at {
+                self.pending = true;
+                return KeyframeDecision::SendAt(allowed_at);
+            }
+        }
+        self.last_sent = Some(now);
+        self.pending = false;
+        KeyframeDecision::SendNow
+    }
+
+    /// Returns true when a held request is waiting.
+    pub fn is_pending(&self) -> bool {
+        self.pending
+    }
 }
 
 /// A published track sent to one subscriber.
@@ -95,8 +132,7 @@ impl Sfu {
             id,
             codec: None,
             incoming_codecs,
-            last_keyframe_request: None,
-            keyframe_pending: false,
+            keyframe_throttle: KeyframeThrottle::default(),
         });
     }
 
@@ -407,16 +443,10 @@ impl Sfu {
         else {
             return;
         };
-        if let Some(last) = track.last_keyframe_request {
-            let allowed_at = last + KEYFRAME_REQUEST_INTERVAL;
-            if now < allowed_at {
-                track.keyframe_pending = true;
-                self.schedule_keyframe_flush(allowed_at);
-                return;
-            }
+        if let KeyframeDecision::SendAt(at) = track.keyframe_throttle.request(now) {
+            self.schedule_keyframe_flush(at);
+            return;
         }
-        track.last_keyframe_request = Some(now);
-        track.keyframe_pending = false;
         let (receiver_id, media_ssrc) = (track.receiver_id, track.ssrc);
         let Some(mut receiver) = participant.publisher.pc.rtp_receiver(receiver_id) else {
             return;
@@ -445,7 +475,7 @@ impl Sfu {
                 participant
                     .published
                     .iter()
-                    .filter(|track| track.keyframe_pending)
+                    .filter(|track| track.keyframe_throttle.is_pending())
                     .map(|track| (*key, track.id.clone()))
             })
             .collect();
@@ -468,6 +498,41 @@ impl Sfu {
             .collect();
         for (publisher, track_id) in sources {
             self.request_keyframe(now, publisher, &track_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn keyframe_throttle_holds_burst() {
+        let start = Instant::now();
+        let mut throttle = KeyframeThrottle::default();
+        assert_eq!(throttle.request(start), KeyframeDecision::SendNow);
+        assert!(!throttle.is_pending());
+
+        let allowed_at = start + KEYFRAME_REQUEST_INTERVAL;
+        for step in 1..20 {
+            let now = start + Duration::from_millis(step * 10);
+            assert_eq!(throttle.request(now), KeyframeDecision::SendAt(allowed_at));
+        }
+        assert!(throttle.is_pending());
+
+        assert_eq!(throttle.request(allowed_at), KeyframeDecision::SendNow);
+        assert!(!throttle.is_pending());
+    }
+
+    #[test]
+    fn keyframe_throttle_passes_spaced_requests() {
+        let start = Instant::now();
+        let mut throttle = KeyframeThrottle::default();
+        for step in 0..5 {
+            let now = start + KEYFRAME_REQUEST_INTERVAL * step;
+            assert_eq!(throttle.request(now), KeyframeDecision::SendNow);
         }
     }
 }
