@@ -47,6 +47,49 @@ describe('web client with scripted signaling', { timeout: 120_000 }, () => {
     await page.close();
   });
 
+  test('join form joins and updates URL', async () => {
+    const { page, signaling } = await openPage('');
+    assert.ok(await page.locator('#join-view').isVisible(), 'join form not shown without parameters');
+    assert.equal(signaling.received.length, 0);
+
+    await page.fill('#room', 'r2');
+    await page.fill('#name', 'Grace Hopper');
+    await page.click('#join-form button[type="submit"]');
+    const join = await signaling.nextMessage('join');
+    assert.deepEqual(join, { type: 'join', room: 'r2', name: 'Grace Hopper' });
+    const query = new URL(page.url()).searchParams;
+    assert.equal(query.get('room'), 'r2');
+    assert.equal(query.get('name'), 'Grace Hopper');
+    await page.close();
+  });
+
+  test('mute buttons disable local tracks', async () => {
+    const { page, signaling } = await openPage('?room=r1&name=Ada');
+    await signaling.nextMessage('join');
+    signaling.send(joined());
+    await signaling.nextMessage('offer');
+    const senderEnabled = (kind) =>
+      page.evaluate((kind) => {
+        const sender = window.switchyard.publisher.getSenders().find((s) => s.track?.kind === kind);
+        return sender.track.enabled;
+      }, kind);
+
+    await page.click('#mute-audio');
+    assert.equal(await senderEnabled('audio'), false);
+    assert.equal(await senderEnabled('video'), true);
+    assert.equal(await page.getAttribute('#mute-audio', 'aria-pressed'), 'true');
+    assert.equal(await page.textContent('#mute-audio'), 'Unmute microphone');
+
+    await page.click('#mute-video');
+    assert.equal(await senderEnabled('video'), false);
+    assert.equal(await page.textContent('#mute-video'), 'Unmute camera');
+
+    await page.click('#mute-audio');
+    assert.equal(await senderEnabled('audio'), true);
+    assert.equal(await page.getAttribute('#mute-audio', 'aria-pressed'), 'false');
+    await page.close();
+  });
+
   test('publisher offer precedes its candidates', async () => {
     const { page, signaling } = await openPage('?room=r1&name=Ada');
     await signaling.nextMessage('join');
@@ -96,6 +139,17 @@ describe('web client with scripted signaling', { timeout: 120_000 }, () => {
     const alert = page.locator('#messages .message.error');
     await alert.waitFor({ timeout: TIMEOUT_MS });
     assert.match(await alert.textContent(), /invalid_name: name is too long/);
+    await page.close();
+  });
+
+  test('invalid server frame is shown', async () => {
+    const { page, signaling } = await openPage('?room=r1&name=Ada');
+    await signaling.nextMessage('join');
+    signaling.sendRaw('not json');
+
+    const alert = page.locator('#messages .message.error');
+    await alert.waitFor({ timeout: TIMEOUT_MS });
+    assert.match(await alert.textContent(), /invalid message/);
     await page.close();
   });
 

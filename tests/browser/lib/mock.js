@@ -43,9 +43,10 @@ export async function serveWebDirectory(context) {
 /**
  * Replaces `/v1/ws` on `page` with a scripted server.
  *
- * Returns `{ received, send, close, nextMessage }`: `received` lists every parsed client message,
- * `send` sends one server message, `close` closes the socket with a code, and
- * `nextMessage(type)` waits up to `timeoutMs` for the next unread message of that type.
+ * Returns `{ received, send, sendRaw, close, nextMessage }`: `received` lists every parsed client
+ * message, `send` sends one server message, `sendRaw` sends a text frame as it is, `close`
+ * closes the socket with a code, and `nextMessage(type)` waits up to `timeoutMs` for the next
+ * unread message of that type.
  */
 export async function mockSignaling(page, { onMessage = () => {} } = {}) {
   const received = [];
@@ -64,10 +65,13 @@ export async function mockSignaling(page, { onMessage = () => {} } = {}) {
   return {
     received,
     send(message) {
+      this.sendRaw(JSON.stringify(message));
+    },
+    sendRaw(text) {
       if (!socket) {
         throw new Error('the page has not opened the signaling WebSocket');
       }
-      socket.send(JSON.stringify(message));
+      socket.send(text);
     },
     close(code, reason) {
       socket?.close({ code, reason });
