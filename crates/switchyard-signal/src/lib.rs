@@ -78,7 +78,7 @@ mod tests {
     async fn test_state() -> AppState {
         let sfu = switchyard_sfu::start(SfuConfig {
             bind: ([127, 0, 0, 1], 0).into(),
-            public_ip: None,
+            ..SfuConfig::default()
         })
         .await
         .expect("SFU binds a loopback UDP port");
