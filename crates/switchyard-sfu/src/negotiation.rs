@@ -15,6 +15,8 @@ use rtc::shared::error::Error as RtcError;
 use switchyard_proto::{Candidate, ErrorCode, ServerMessage, Target};
 use tracing::{debug, info};
 
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+
 use crate::peer::{
     from_rtc_candidate, is_mdns_candidate, to_rtc_candidate, MAX_PENDING_CANDIDATES,
 };
@@ -30,6 +32,20 @@ fn roll_back_remote(now: Instant, pc: &mut RTCPeerConnection) {
         Ok(()) | Err(RtcError::ErrSignalingStateCannotRollback) => {}
         Err(error) => tracing::error!(%error, "rollback of a failed remote offer failed"),
     }
+}
+
+/// Returns the host candidate as sent over signaling, tied to the first m-section of `sdp` (the
+/// one that carries the BUNDLE transport) and to the connection's ufrag. Browsers match a
+/// candidate by `sdpMid` before `sdpMLineIndex` and reject one whose `sdpMid` names no section.
+fn signaled_host_candidate(host: &RTCIceCandidateInit, sdp: &str, ufrag: &str) -> Candidate {
+    let mut candidate = from_rtc_candidate(host);
+    candidate.sdp_mid = sdp
+        .lines()
+        .find_map(|line| line.strip_prefix("a=mid:"))
+        .map(|mid| mid.trim().to_owned());
+    candidate.sdp_mline_index = Some(0);
+    candidate.username_fragment = Some(ufrag.to_owned());
+    candidate
 }
 
 impl Sfu {
@@ -101,6 +117,7 @@ impl Sfu {
             }
         }
 
+        let host = signaled_host_candidate(&host_candidate, &local.sdp, &peer.ufrag);
         participant.send(ServerMessage::Answer { sdp: local.sdp });
         let publisher_key = PeerKey {
             participant: key,
@@ -109,7 +126,7 @@ impl Sfu {
         if first_answer {
             participant.send(ServerMessage::Candidate {
                 target: Target::Publisher,
-                candidate: from_rtc_candidate(&host_candidate),
+                candidate: host.clone(),
             });
             participant.send(ServerMessage::Candidate {
                 target: Target::Publisher,
@@ -226,6 +243,7 @@ impl Sfu {
         let Some(local) = peer.pc.local_description() else {
             return;
         };
+        let host = signaled_host_candidate(&host_candidate, &local.sdp, &peer.ufrag);
 
         participant.negotiation.offer_in_flight = true;
         participant.negotiation.needs_offer = false;
@@ -236,7 +254,7 @@ impl Sfu {
         if first_offer {
             participant.send(ServerMessage::Candidate {
                 target: Target::Subscriber,
-                candidate: from_rtc_candidate(&host_candidate),
+                candidate: host.clone(),
             });
             participant.send(ServerMessage::Candidate {
                 target: Target::Subscriber,

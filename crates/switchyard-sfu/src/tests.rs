@@ -297,6 +297,12 @@ fn answer_followed_by_candidates() {
         matches!(&messages[1], ServerMessage::Candidate { target: Target::Publisher, candidate } if candidate.candidate.contains("127.0.0.1 40000 typ host")),
         "{messages:?}"
     );
+    let ServerMessage::Candidate { candidate, .. } = &messages[1] else {
+        unreachable!()
+    };
+    // The offer's only m-section has mid 0; browsers reject a candidate whose sdpMid names none.
+    assert_eq!(candidate.sdp_mid.as_deref(), Some("0"));
+    assert_eq!(candidate.sdp_mline_index, Some(0));
     assert!(
         matches!(&messages[2], ServerMessage::Candidate { target: Target::Publisher, candidate } if candidate.is_end_of_candidates()),
         "{messages:?}"
