@@ -202,7 +202,9 @@ impl Sfu {
         if track.codec.is_none() {
             track.codec = Some(codec.clone());
             for subscriber in self.room_peers(key) {
-                self.subscribe(now, subscriber, key, &track_id);
+                if self.add_subscription(subscriber, key, &track_id) {
+                    self.request_subscriber_offer(now, subscriber);
+                }
             }
         }
 
@@ -268,34 +270,35 @@ impl Sfu {
         }
     }
 
-    /// Adds one published track of `publisher` to `subscriber`'s connection and renegotiates.
-    pub(crate) fn subscribe(
+    /// Adds one published track of `publisher` to `subscriber`'s connection and queues its
+    /// `track_added` notice. Returns true when a track was added, so the caller requests one
+    /// subscriber offer for all the tracks it adds.
+    pub(crate) fn add_subscription(
         &mut self,
-        now: Instant,
         subscriber_key: ParticipantKey,
         publisher_key: ParticipantKey,
         track_id: &str,
-    ) {
+    ) -> bool {
         let Some(publisher) = self.participants.get(&publisher_key) else {
-            return;
+            return false;
         };
         let Some(track) = publisher.published.iter().find(|t| t.id == track_id) else {
-            return;
+            return false;
         };
         let Some(codec) = track.codec.clone() else {
-            return;
+            return false;
         };
         let kind = track.kind;
         let publisher_id = publisher.id.clone();
         let Some(subscriber) = self.participants.get_mut(&subscriber_key) else {
-            return;
+            return false;
         };
         if subscriber
             .subscriptions
             .iter()
             .any(|s| s.publisher == publisher_key && s.track_id == track_id)
         {
-            return;
+            return false;
         }
 
         let ssrc = rand::random::<u32>();
@@ -332,7 +335,7 @@ impl Sfu {
             Ok(transceiver) => transceiver,
             Err(error) => {
                 tracing::error!(participant_id = %subscriber.id, %error, "failed to add track to subscriber");
-                return;
+                return false;
             }
         };
         debug!(participant_id = %subscriber.id, track_id, "track added to subscriber");
@@ -352,11 +355,12 @@ impl Sfu {
                 track_id: track_id.to_owned(),
                 kind,
             });
-        self.request_subscriber_offer(now, subscriber_key);
+        true
     }
 
     /// Gives a newly joined participant every track already published in its room.
     pub(crate) fn subscribe_to_room(&mut self, now: Instant, key: ParticipantKey) {
+        let mut added = false;
         for publisher in self.room_peers(key) {
             let tracks: Vec<String> = self.participants[&publisher]
                 .published
@@ -365,8 +369,11 @@ impl Sfu {
                 .map(|track| track.id.clone())
                 .collect();
             for track_id in tracks {
-                self.subscribe(now, key, publisher, &track_id);
+                added |= self.add_subscription(key, publisher, &track_id);
             }
+        }
+        if added {
+            self.request_subscriber_offer(now, key);
         }
     }
 
