@@ -77,8 +77,20 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_OUTBOUND_QUEUE", value_name = "N")]
     pub outbound_queue: Option<usize>,
 
+    /// Seconds without STUN traffic from a peer before its connection counts as disconnected
+    /// and the SFU stops forwarding to it. Media does not count, so keep it above the 2-second
+    /// ICE keepalive interval [default: 5]
+    #[arg(long, env = "SWITCHYARD_ICE_DISCONNECTED_TIMEOUT", value_name = "SECS")]
+    pub ice_disconnected_timeout: Option<u64>,
+
+    /// Further seconds without STUN traffic before a disconnected connection fails. A failed
+    /// publisher connection removes the participant's tracks from the room [default: 25]
+    #[arg(long, env = "SWITCHYARD_ICE_FAILED_TIMEOUT", value_name = "SECS")]
+    pub ice_failed_timeout: Option<u64>,
+
     /// TOML file with any of the keys http, media, public-ip, ice-server (a list),
-    /// max-message-size and outbound-queue. Flags and environment variables override it
+    /// max-message-size, outbound-queue, ice-disconnected-timeout and ice-failed-timeout.
+    /// Flags and environment variables override it
     #[arg(long, env = "SWITCHYARD_CONFIG", value_name = "FILE")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
@@ -98,6 +110,10 @@ impl ServeArgs {
             },
             max_message_size: self.max_message_size.or(lower.max_message_size),
             outbound_queue: self.outbound_queue.or(lower.outbound_queue),
+            ice_disconnected_timeout: self
+                .ice_disconnected_timeout
+                .or(lower.ice_disconnected_timeout),
+            ice_failed_timeout: self.ice_failed_timeout.or(lower.ice_failed_timeout),
             config: self.config.or(lower.config),
         }
     }
@@ -149,6 +165,21 @@ mod tests {
     }
 
     #[test]
+    fn ice_timeouts_parse_as_seconds() {
+        let args = parse(&[
+            "--ice-disconnected-timeout",
+            "1",
+            "--ice-failed-timeout",
+            "2",
+        ]);
+        assert_eq!(args.ice_disconnected_timeout, Some(1));
+        assert_eq!(args.ice_failed_timeout, Some(2));
+
+        let fractional = Cli::try_parse_from(["switchyard", "--ice-failed-timeout", "1.5"]);
+        assert!(fractional.is_err());
+    }
+
+    #[test]
     fn invalid_address_is_rejected() {
         let result = Cli::try_parse_from(["switchyard", "--http", "localhost"]);
         assert!(result.is_err());
@@ -163,6 +194,7 @@ mod tests {
             media = "127.0.0.1:3"
             ice-server = ["stun:127.0.0.1:3478"]
             outbound-queue = 16
+            ice-failed-timeout = 4
             "#,
         )
         .unwrap();
@@ -177,6 +209,8 @@ mod tests {
         );
         assert_eq!(merged.ice_server, ["stun:127.0.0.1:3478"]);
         assert_eq!(merged.outbound_queue, Some(8));
+        assert_eq!(merged.ice_failed_timeout, Some(4));
+        assert_eq!(merged.ice_disconnected_timeout, None);
     }
 
     #[test]
@@ -189,6 +223,8 @@ mod tests {
             "SWITCHYARD_ICE_SERVER",
             "SWITCHYARD_MAX_MESSAGE_SIZE",
             "SWITCHYARD_OUTBOUND_QUEUE",
+            "SWITCHYARD_ICE_DISCONNECTED_TIMEOUT",
+            "SWITCHYARD_ICE_FAILED_TIMEOUT",
             "SWITCHYARD_CONFIG",
             &crate::config::DEFAULT_HTTP.to_string(),
             &crate::config::DEFAULT_MEDIA.to_string(),

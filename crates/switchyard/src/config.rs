@@ -19,6 +19,11 @@ pub const DEFAULT_HTTP: SocketAddr =
 pub const DEFAULT_MEDIA: SocketAddr =
     SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 40000);
 
+/// Largest ICE timeout accepted, in seconds. The ICE agent adds the timeouts to instants and
+/// to each other, which would overflow and panic for values near `u64::MAX` seconds, and an
+/// hour of silence is already far past any useful timeout.
+pub const MAX_ICE_TIMEOUT_SECS: u64 = 3600;
+
 /// URL schemes accepted for ICE servers (RFC 7064 for STUN, RFC 7065 for TURN).
 const ICE_URL_SCHEMES: [&str; 4] = ["stun:", "stuns:", "turn:", "turns:"];
 
@@ -49,6 +54,14 @@ pub enum ConfigError {
         /// Flag and file key name.
         key: &'static str,
     },
+    /// A setting is above its maximum.
+    #[error("{key} must be at most {max}")]
+    TooLarge {
+        /// Flag and file key name.
+        key: &'static str,
+        /// The largest accepted value, in the unit of the flag.
+        max: u64,
+    },
     /// An ICE server URL does not start with a STUN or TURN scheme.
     #[error(
         "invalid ICE server URL {url:?}; expected it to start with stun:, stuns:, turn: or turns:"
@@ -78,11 +91,21 @@ pub struct ServerConfig {
     /// Time allowed for each of the two steps of closing a session: sending the close frame
     /// and waiting for the client's reply. Default 5 seconds.
     pub close_timeout: Duration,
+    /// Time without STUN traffic from a peer before the SFU counts its connection as
+    /// disconnected and stops forwarding to it. The ICE agent of webrtc-rs `rtc` 0.21.1 ignores
+    /// media here, so keep this above the 2-second keepalive interval, or a healthy connection
+    /// turns disconnected between keepalives. Default 5 seconds.
+    pub ice_disconnected_timeout: Duration,
+    /// Further time without STUN traffic before a disconnected connection fails. A failed
+    /// publisher connection removes the participant's tracks from every subscriber. Default 25
+    /// seconds.
+    pub ice_failed_timeout: Duration,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         let signal = SignalConfig::default();
+        let sfu = SfuConfig::default();
         ServerConfig {
             http: DEFAULT_HTTP,
             media: DEFAULT_MEDIA,
@@ -91,6 +114,8 @@ impl Default for ServerConfig {
             max_message_size: signal.max_message_size,
             outbound_queue: signal.outbound_queue,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            ice_disconnected_timeout: sfu.ice_disconnected_timeout,
+            ice_failed_timeout: sfu.ice_failed_timeout,
         }
     }
 }
@@ -116,6 +141,12 @@ impl ServerConfig {
             max_message_size: args.max_message_size.unwrap_or(defaults.max_message_size),
             outbound_queue: args.outbound_queue.unwrap_or(defaults.outbound_queue),
             close_timeout: defaults.close_timeout,
+            ice_disconnected_timeout: args
+                .ice_disconnected_timeout
+                .map_or(defaults.ice_disconnected_timeout, Duration::from_secs),
+            ice_failed_timeout: args
+                .ice_failed_timeout
+                .map_or(defaults.ice_failed_timeout, Duration::from_secs),
         };
         config.validate()?;
         Ok(config)
@@ -133,6 +164,8 @@ impl ServerConfig {
                 key: "outbound-queue",
             });
         }
+        check_ice_timeout("ice-disconnected-timeout", self.ice_disconnected_timeout)?;
+        check_ice_timeout("ice-failed-timeout", self.ice_failed_timeout)?;
         if let Some(url) = self.ice_servers.iter().find(|url| !is_ice_url(url)) {
             return Err(ConfigError::IceServerUrl { url: url.clone() });
         }
@@ -163,6 +196,8 @@ impl ServerConfig {
         SfuConfig {
             bind: self.media,
             public_ip: self.public_ip,
+            ice_disconnected_timeout: self.ice_disconnected_timeout,
+            ice_failed_timeout: self.ice_failed_timeout,
             ..SfuConfig::default()
         }
     }
@@ -177,6 +212,22 @@ fn read_file(path: &Path) -> Result<ServeArgs, ConfigError> {
         path: path.to_owned(),
         source,
     })
+}
+
+/// Rejects a zero timeout, which the ICE agent reads as "never", so a zero failed timeout would
+/// keep a dead publisher's tracks in the room for good. Rejects timeouts above
+/// [`MAX_ICE_TIMEOUT_SECS`].
+fn check_ice_timeout(key: &'static str, timeout: Duration) -> Result<(), ConfigError> {
+    if timeout.is_zero() {
+        return Err(ConfigError::Zero { key });
+    }
+    if timeout > Duration::from_secs(MAX_ICE_TIMEOUT_SECS) {
+        return Err(ConfigError::TooLarge {
+            key,
+            max: MAX_ICE_TIMEOUT_SECS,
+        });
+    }
+    Ok(())
 }
 
 fn is_ice_url(url: &str) -> bool {
@@ -206,6 +257,8 @@ mod tests {
         );
         assert_eq!(config.max_message_size, 65536);
         assert_eq!(config.outbound_queue, 256);
+        assert_eq!(config.ice_disconnected_timeout, Duration::from_secs(5));
+        assert_eq!(config.ice_failed_timeout, Duration::from_secs(25));
     }
 
     #[test]
@@ -219,10 +272,13 @@ mod tests {
             ice-server = ["stun:127.0.0.1:3478"]
             max-message-size = 1024
             outbound-queue = 4
+            ice-disconnected-timeout = 3
+            ice-failed-timeout = 7
             "#,
         );
         let args = ServeArgs {
             outbound_queue: Some(32),
+            ice_failed_timeout: Some(9),
             config: Some(path.clone()),
             ..ServeArgs::default()
         };
@@ -241,6 +297,8 @@ mod tests {
         assert_eq!(config.ice_servers, ["stun:127.0.0.1:3478"]);
         assert_eq!(config.max_message_size, 1024);
         assert_eq!(config.outbound_queue, 32);
+        assert_eq!(config.ice_disconnected_timeout, Duration::from_secs(3));
+        assert_eq!(config.ice_failed_timeout, Duration::from_secs(9));
     }
 
     #[test]
@@ -276,12 +334,65 @@ mod tests {
                 outbound_queue: Some(0),
                 ..ServeArgs::default()
             },
+            ServeArgs {
+                ice_disconnected_timeout: Some(0),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                ice_failed_timeout: Some(0),
+                ..ServeArgs::default()
+            },
         ] {
             assert!(matches!(
                 ServerConfig::from_args(args),
                 Err(ConfigError::Zero { .. })
             ));
         }
+    }
+
+    #[test]
+    fn ice_timeouts_above_maximum_are_rejected() {
+        for args in [
+            ServeArgs {
+                ice_disconnected_timeout: Some(MAX_ICE_TIMEOUT_SECS + 1),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                ice_failed_timeout: Some(u64::MAX),
+                ..ServeArgs::default()
+            },
+        ] {
+            assert!(matches!(
+                ServerConfig::from_args(args),
+                Err(ConfigError::TooLarge { .. })
+            ));
+        }
+        let at_maximum = ServeArgs {
+            ice_disconnected_timeout: Some(MAX_ICE_TIMEOUT_SECS),
+            ice_failed_timeout: Some(MAX_ICE_TIMEOUT_SECS),
+            ..ServeArgs::default()
+        };
+        assert!(ServerConfig::from_args(at_maximum).is_ok());
+    }
+
+    #[test]
+    fn ice_timeouts_reach_sfu_config() {
+        let config = ServerConfig {
+            ice_disconnected_timeout: Duration::from_secs(1),
+            ice_failed_timeout: Duration::from_secs(2),
+            ..ServerConfig::default()
+        };
+        let sfu = config.sfu_config();
+        assert_eq!(sfu.ice_disconnected_timeout, Duration::from_secs(1));
+        assert_eq!(sfu.ice_failed_timeout, Duration::from_secs(2));
+
+        let defaults = ServerConfig::default().sfu_config();
+        let sfu_defaults = SfuConfig::default();
+        assert_eq!(
+            defaults.ice_disconnected_timeout,
+            sfu_defaults.ice_disconnected_timeout
+        );
+        assert_eq!(defaults.ice_failed_timeout, sfu_defaults.ice_failed_timeout);
     }
 
     #[test]

@@ -25,6 +25,8 @@ async fn main() -> anyhow::Result<()> {
         max_message_size = config.max_message_size,
         outbound_queue = config.outbound_queue,
         close_timeout = ?config.close_timeout,
+        ice_disconnected_timeout = ?config.ice_disconnected_timeout,
+        ice_failed_timeout = ?config.ice_failed_timeout,
         "starting switchyard {}",
         env!("CARGO_PKG_VERSION")
     );
