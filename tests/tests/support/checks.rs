@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use switchyard_proto::{ServerMessage, TrackKind};
 
-use crate::support::client::{Participant, ReceivedPacket, RemoteTrack};
+use crate::support::client::{Event, Participant, ReceivedPacket, RemoteTrack};
 use crate::support::media::check_payload;
 
 /// Checks one forwarded packet: stream id, payload type against the subscriber's negotiated
@@ -63,4 +63,48 @@ pub fn check_tracks_announced(
             subscriber.transcript()
         );
     }
+}
+
+/// Waits until `subscriber` has seen `track_removed` for each of `tracks` from `publisher_id`
+/// and has answered an offer that arrived after both removals.
+pub async fn wait_for_tracks_removed(
+    subscriber: &mut Participant,
+    publisher_id: &str,
+    tracks: &[Arc<RemoteTrack>],
+) {
+    let mut removed = HashSet::new();
+    let mut offer_after_removal = false;
+    subscriber
+        .wait_for(
+            "track_removed for every track and an answered offer after them",
+            |event| {
+                match event {
+                    Event::Server(ServerMessage::TrackRemoved {
+                        participant_id,
+                        track_id,
+                    }) => {
+                        assert_eq!(
+                            participant_id, publisher_id,
+                            "track_removed names the wrong publisher"
+                        );
+                        assert!(
+                            tracks.iter().any(|track| track.track_id == *track_id),
+                            "track_removed names {track_id}, which is none of {tracks:?}"
+                        );
+                        assert!(
+                            !offer_after_removal,
+                            "track_removed arrived after the offer that removes it"
+                        );
+                        removed.insert(track_id.clone());
+                    }
+                    Event::Server(ServerMessage::Offer { .. }) if removed.len() == tracks.len() => {
+                        offer_after_removal = true;
+                    }
+                    Event::SubscriberAnswered if offer_after_removal => return Some(()),
+                    _ => {}
+                }
+                None
+            },
+        )
+        .await;
 }

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rtc::interceptor::Slot;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
@@ -33,6 +34,7 @@ use webrtc::peer_connection::{
     RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, Registry,
 };
 
+use crate::support::feedback::{DeliverKeyframeRequests, DELIVER_SLOT};
 use crate::support::media::{MediaSender, OutgoingTrack};
 use crate::support::signaling::{message_type, Signaling, SignalingEnd, SignalingSender};
 
@@ -58,18 +60,52 @@ pub enum Event {
 }
 
 /// A track received on the subscriber connection.
-#[derive(Debug)]
 pub struct RemoteTrack {
     /// Media stream id, which the server sets to the publisher's participant id.
     pub stream_id: String,
     pub track_id: String,
     pub kind: TrackKind,
+    /// The webrtc-rs track, through which the subscriber sends RTCP feedback.
+    remote: Arc<dyn TrackRemote>,
+}
+
+impl RemoteTrack {
+    /// Sends RTCP packets, such as PLI or FIR, to the server as one compound packet.
+    pub async fn send_rtcp(&self, packets: Vec<Box<dyn rtc::rtcp::Packet>>) {
+        if let Err(error) = self.remote.write_rtcp(packets).await {
+            panic!("sending RTCP on {self:?} failed: {error}");
+        }
+    }
+}
+
+impl std::fmt::Debug for RemoteTrack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteTrack")
+            .field("stream_id", &self.stream_id)
+            .field("track_id", &self.track_id)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Path of the publisher connection's media to the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PublisherRoute {
+    /// Straight to the server's media socket.
+    Direct,
+    /// Through a [`crate::support::relay::UdpRelay`] with this client-side address. The
+    /// server's publisher candidate is replaced by it, and the client's own publisher
+    /// candidates are not sent, so the server learns only the relay's address, from the
+    /// connectivity checks.
+    Relay(SocketAddr),
 }
 
 /// One RTP packet received on the subscriber connection.
 #[derive(Debug)]
 pub struct ReceivedPacket {
     pub track: Arc<RemoteTrack>,
+    /// SSRC the server sends the track on to this subscriber.
+    pub ssrc: u32,
     pub payload_type: u8,
     /// MIME type that the subscriber connection negotiated for `payload_type` on this track, or
     /// `None` when that payload type was not negotiated.
@@ -97,6 +133,16 @@ pub struct Participant {
 impl Participant {
     /// Opens a signaling connection, joins `room` and builds both peer connections.
     pub async fn join(http_addr: SocketAddr, room: &str, name: &str) -> Participant {
+        Participant::join_with_route(http_addr, room, name, PublisherRoute::Direct).await
+    }
+
+    /// Like [`Participant::join`], with the publisher connection's media on `route`.
+    pub async fn join_with_route(
+        http_addr: SocketAddr,
+        room: &str,
+        name: &str,
+        route: PublisherRoute,
+    ) -> Participant {
         let Signaling {
             sender,
             mut receiver,
@@ -129,6 +175,7 @@ impl Participant {
         let handler = |target| PeerHandler {
             name: name.to_owned(),
             target,
+            send_candidates: target == Target::Subscriber || route == PublisherRoute::Direct,
             signaling: sender.clone(),
             events: event_sender.clone(),
             media: media_sender.clone(),
@@ -142,6 +189,7 @@ impl Participant {
             Arc::clone(&subscriber),
             sender.clone(),
             event_sender,
+            route,
         ));
         Participant {
             name: name.to_owned(),
@@ -390,6 +438,17 @@ impl Participant {
         self.close().await;
     }
 
+    /// Closes the publisher connection only, without telling the server, while the WebSocket
+    /// and the subscriber connection stay open.
+    pub async fn close_publisher(&self) {
+        if let Err(error) = self.publisher.close().await {
+            panic!(
+                "{}: closing the publisher connection failed: {error}",
+                self.name
+            );
+        }
+    }
+
     /// Closes both peer connections and stops the client's tasks.
     pub async fn close(self) {
         for pc in [&self.publisher, &self.subscriber] {
@@ -468,6 +527,20 @@ fn describe(event: &Event) -> String {
     }
 }
 
+/// Returns `candidate` with its address and port replaced by `address`.
+fn with_address(candidate: &str, address: SocketAddr) -> Result<String, String> {
+    // candidate:<foundation> <component> <transport> <priority> <address> <port> typ ...
+    let mut fields: Vec<String> = candidate.split_whitespace().map(str::to_owned).collect();
+    if fields.len() < 6 {
+        return Err(format!(
+            "server candidate {candidate:?} has no address and port"
+        ));
+    }
+    fields[4] = address.ip().to_string();
+    fields[5] = address.port().to_string();
+    Ok(fields.join(" "))
+}
+
 fn is_loopback(address: &str) -> bool {
     address
         .parse::<std::net::IpAddr>()
@@ -531,8 +604,9 @@ async fn negotiated_payload_type(
         })
 }
 
-/// Builds a peer connection with the default codecs and interceptors that binds one UDP socket
-/// on 127.0.0.1, so its only host candidate is on loopback.
+/// Builds a peer connection with the default codecs and interceptors, plus delivery of inbound
+/// keyframe requests to the sent tracks, that binds one UDP socket on 127.0.0.1, so its only
+/// host candidate is on loopback.
 async fn build_peer_connection(handler: PeerHandler) -> Arc<dyn PeerConnection> {
     let name = format!("{} {:?}", handler.name, handler.target);
     let mut media_engine = MediaEngine::default();
@@ -540,7 +614,8 @@ async fn build_peer_connection(handler: PeerHandler) -> Arc<dyn PeerConnection> 
         .register_default_codecs()
         .expect("default codecs register");
     let registry = register_default_interceptors(Registry::new(), &mut media_engine)
-        .expect("default interceptors register");
+        .expect("default interceptors register")
+        .with(Slot::from(DELIVER_SLOT), DeliverKeyframeRequests::default());
     // With mDNS disabled no multicast socket is opened, and host candidates carry the plain
     // loopback address.
     let settings = SettingEngineBuilder::new()
@@ -566,9 +641,10 @@ async fn drive(
     subscriber: Arc<dyn PeerConnection>,
     signaling: SignalingSender,
     events: mpsc::UnboundedSender<Event>,
+    route: PublisherRoute,
 ) {
     while let Some(message) = receiver.recv().await {
-        let outcome = apply(&message, &publisher, &subscriber, &signaling).await;
+        let outcome = apply(&message, &publisher, &subscriber, &signaling, route).await;
         let answered = matches!(message, ServerMessage::Offer { .. }) && outcome.is_ok();
         let _ = events.send(Event::Server(message));
         match outcome {
@@ -588,6 +664,7 @@ async fn apply(
     publisher: &Arc<dyn PeerConnection>,
     subscriber: &Arc<dyn PeerConnection>,
     signaling: &SignalingSender,
+    route: PublisherRoute,
 ) -> Result<(), String> {
     match message {
         ServerMessage::Answer { sdp } => {
@@ -629,8 +706,14 @@ async fn apply(
                 Target::Publisher => publisher,
                 Target::Subscriber => subscriber,
             };
+            let candidate_line = match (target, route) {
+                (Target::Publisher, PublisherRoute::Relay(relay)) => {
+                    with_address(&candidate.candidate, relay)?
+                }
+                _ => candidate.candidate.clone(),
+            };
             let init = RTCIceCandidateInit {
-                candidate: candidate.candidate.clone(),
+                candidate: candidate_line,
                 sdp_mid: candidate.sdp_mid.clone(),
                 sdp_mline_index: candidate.sdp_mline_index,
                 username_fragment: candidate.username_fragment.clone(),
@@ -649,6 +732,9 @@ async fn apply(
 struct PeerHandler {
     name: String,
     target: Target,
+    /// False when the connection's media goes through a relay, whose address the server learns
+    /// from the connectivity checks instead.
+    send_candidates: bool,
     signaling: SignalingSender,
     events: mpsc::UnboundedSender<Event>,
     media: mpsc::UnboundedSender<ReceivedPacket>,
@@ -663,6 +749,9 @@ impl PeerConnectionEventHandler for PeerHandler {
                 self.target, event.candidate.address
             );
             let _ = self.events.send(Event::ClientFailure(failure));
+            return;
+        }
+        if !self.send_candidates {
             return;
         }
         let init = match event.candidate.to_json() {
@@ -726,6 +815,7 @@ async fn read_track(
         stream_id: track.stream_id().await,
         track_id: track.track_id().await,
         kind,
+        remote: Arc::clone(&track),
     });
     let _ = events.send(Event::TrackOpened(Arc::clone(&remote)));
 
@@ -734,6 +824,7 @@ async fn read_track(
             TrackRemoteEvent::OnRtpPacket(packet) => {
                 let received = ReceivedPacket {
                     track: Arc::clone(&remote),
+                    ssrc: packet.header.ssrc,
                     payload_type: packet.header.payload_type,
                     // Filled in by `Participant::receive_media`, which can reach the connection.
                     mime_type: None,

@@ -16,6 +16,8 @@ use tokio::task::JoinHandle;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
 
+use crate::support::feedback::KeyframeRequests;
+
 /// Audio payload size in bytes, the size of a 20 ms Opus frame at 64 kbit/s.
 pub const AUDIO_PAYLOAD_LEN: usize = 160;
 /// Video payload size in bytes. With RTP, SRTP, UDP and IP headers a packet still fits a
@@ -102,18 +104,33 @@ pub struct OutgoingTrack {
     pub payload_type: u8,
 }
 
-/// Background task that writes test packets to the publisher's tracks every 20 ms.
+/// Background task that writes test packets to the publisher's tracks every 20 ms, with a count
+/// of the keyframe requests that arrive for its video track.
 pub struct MediaSender {
     task: JoinHandle<String>,
     ticks: Arc<AtomicU32>,
+    /// PLIs and FIRs received for the video track.
+    pub keyframe_requests: KeyframeRequests,
 }
 
 impl MediaSender {
-    /// Starts writing one packet per track every [`PACKET_INTERVAL`], up to [`MAX_PACKETS`] each.
+    /// Starts writing one packet per track every [`PACKET_INTERVAL`], up to [`MAX_PACKETS`] each,
+    /// and counting the keyframe requests for the video track.
+    ///
+    /// Panics when `tracks` has no video track.
     pub fn start(tracks: Vec<OutgoingTrack>) -> MediaSender {
+        let video = tracks
+            .iter()
+            .find(|track| track.kind == TrackKind::Video)
+            .expect("the publisher sends a video track");
+        let keyframe_requests = KeyframeRequests::start(Arc::clone(&video.track), video.ssrc);
         let ticks = Arc::new(AtomicU32::new(0));
         let task = tokio::spawn(send_packets(tracks, Arc::clone(&ticks)));
-        MediaSender { task, ticks }
+        MediaSender {
+            task,
+            ticks,
+            keyframe_requests,
+        }
     }
 
     /// Describes the sender's progress, for failure messages.
@@ -126,9 +143,10 @@ impl MediaSender {
         }
     }
 
-    /// Stops the sender.
+    /// Stops the sender and the count of keyframe requests.
     pub fn stop(self) {
         self.task.abort();
+        self.keyframe_requests.stop();
     }
 }
 

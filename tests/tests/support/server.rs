@@ -38,11 +38,16 @@ impl TestServer {
     /// Starts the server with HTTP and media on 127.0.0.1, port 0, and default settings
     /// otherwise. The media socket's address is the candidate the server advertises.
     pub async fn start() -> TestServer {
+        TestServer::start_with(ServerConfig::default()).await
+    }
+
+    /// Starts the server with `config`, except that HTTP and media listen on 127.0.0.1, port 0.
+    pub async fn start_with(config: ServerConfig) -> TestServer {
         let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         let config = ServerConfig {
             http: loopback,
             media: loopback,
-            ..ServerConfig::default()
+            ..config
         };
         let shutdown = CancellationToken::new();
         let server = switchyard::run(config, shutdown.clone())
