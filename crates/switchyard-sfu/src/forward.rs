@@ -6,7 +6,9 @@ use std::time::Instant;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::event::RTCTrackEventInit;
 use rtc::peer_connection::message::RTCMessage;
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::Packet as RtcpPacket;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
@@ -94,6 +96,23 @@ fn track_kind(kind: RtpCodecKind) -> TrackKind {
     }
 }
 
+/// Returns the media SSRCs that the PLIs and FIRs among `packets` request a keyframe for, each
+/// once, in ascending order.
+fn keyframe_request_ssrcs(packets: &[Box<dyn RtcpPacket>]) -> Vec<u32> {
+    let mut ssrcs = Vec::new();
+    for packet in packets {
+        let packet = packet.as_any();
+        if let Some(pli) = packet.downcast_ref::<PictureLossIndication>() {
+            ssrcs.push(pli.media_ssrc);
+        } else if let Some(fir) = packet.downcast_ref::<FullIntraRequest>() {
+            ssrcs.extend(fir.fir.iter().map(|entry| entry.ssrc));
+        }
+    }
+    ssrcs.sort_unstable();
+    ssrcs.dedup();
+    ssrcs
+}
+
 fn is_same_codec(a: &RTCRtpCodec, b: &RTCRtpCodec) -> bool {
     a.mime_type.eq_ignore_ascii_case(&b.mime_type)
 }
@@ -148,19 +167,37 @@ impl Sfu {
             (Target::Publisher, RTCMessage::RtpPacket(track_id, packet)) => {
                 self.forward_rtp(now, peer_key.participant, &track_id, packet);
             }
-            (Target::Subscriber, RTCMessage::RtcpPacket(track_id, _packets)) => {
-                // Only PLI and FIR are marked for delivery; both ask for a keyframe.
-                let source = self.participants.get(&peer_key.participant).and_then(|p| {
-                    p.subscriptions
-                        .iter()
-                        .find(|s| s.track_id == track_id)
-                        .map(|s| (s.publisher, s.track_id.clone()))
-                });
-                if let Some((publisher, track_id)) = source {
-                    self.request_keyframe(now, publisher, &track_id);
-                }
+            (Target::Subscriber, RTCMessage::RtcpPacket(_track_id, packets)) => {
+                self.forward_keyframe_requests(now, peer_key.participant, &packets);
             }
             _ => {}
+        }
+    }
+
+    /// Requests a keyframe from the publisher of each subscription that a subscriber's PLI or FIR
+    /// names by SSRC. The SSRCs decide rather than the track `rtc` tagged the compound with,
+    /// because one compound can carry requests for several tracks.
+    fn forward_keyframe_requests(
+        &mut self,
+        now: Instant,
+        key: ParticipantKey,
+        packets: &[Box<dyn RtcpPacket>],
+    ) {
+        let Some(participant) = self.participants.get(&key) else {
+            return;
+        };
+        let sources: Vec<(ParticipantKey, String)> = keyframe_request_ssrcs(packets)
+            .into_iter()
+            .filter_map(|ssrc| {
+                let subscription = participant.subscriptions.iter().find(|s| s.ssrc == ssrc);
+                if subscription.is_none() {
+                    trace!(participant_id = %participant.id, ssrc, "keyframe request for unknown SSRC ignored");
+                }
+                subscription.map(|s| (s.publisher, s.track_id.clone()))
+            })
+            .collect();
+        for (publisher, track_id) in sources {
+            self.request_keyframe(now, publisher, &track_id);
         }
     }
 
@@ -531,6 +568,37 @@ mod tests {
 
         assert_eq!(throttle.request(allowed_at), KeyframeDecision::SendNow);
         assert!(!throttle.is_pending());
+    }
+
+    #[test]
+    fn keyframe_request_ssrcs_read_pli_and_fir() {
+        use rtc::rtcp::payload_feedbacks::full_intra_request::FirEntry;
+        use rtc::rtcp::receiver_report::ReceiverReport;
+
+        let fir = FullIntraRequest {
+            sender_ssrc: 9,
+            media_ssrc: 0,
+            fir: vec![
+                FirEntry {
+                    ssrc: 3,
+                    sequence_number: 1,
+                },
+                FirEntry {
+                    ssrc: 2,
+                    sequence_number: 1,
+                },
+            ],
+        };
+        let packets: Vec<Box<dyn RtcpPacket>> = vec![
+            Box::new(ReceiverReport::default()),
+            Box::new(PictureLossIndication {
+                sender_ssrc: 9,
+                media_ssrc: 2,
+            }),
+            Box::new(fir),
+        ];
+        assert_eq!(keyframe_request_ssrcs(&packets), [2, 3]);
+        assert!(keyframe_request_ssrcs(&packets[..1]).is_empty());
     }
 
     #[test]

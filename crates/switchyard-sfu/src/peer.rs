@@ -18,6 +18,7 @@ use rtc::peer_connection::transport::{
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::Packet as RtcpPacket;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
 };
@@ -91,6 +92,12 @@ fn codec(rtp_codec: RTCRtpCodec, payload_type: u8) -> RTCRtpCodecParameters {
 /// Marks inbound keyframe requests (PLI and FIR) for delivery to the application, so the SFU can
 /// pass a subscriber's request on to the publisher. Without a mark the interceptor chain consumes
 /// all inbound RTCP. Other RTCP stays with the chain.
+///
+/// A compound packet that contains a request is cut down to its requests. `rtc` 0.21.1 tags an
+/// inbound compound with the track of the first SSRC its first packet names, and drops a
+/// compound whose first packet names none. Browsers put a receiver report first, which may name
+/// another track or, without report blocks, none at all. The interceptors in earlier slots have
+/// already seen the whole compound.
 #[derive(Default)]
 struct DeliverKeyframeRequests {
     read_queue: VecDeque<TaggedPacket>,
@@ -105,12 +112,12 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for DeliverKeyframeRequests {
     type Time = Instant;
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let Packet::Rtcp(packets) = &msg.message.packet {
-            let wants_keyframe = packets.iter().any(|packet| {
-                packet.as_any().is::<PictureLossIndication>()
-                    || packet.as_any().is::<FullIntraRequest>()
-            });
-            if wants_keyframe {
+        if let Packet::Rtcp(packets) = &mut msg.message.packet {
+            if packets
+                .iter()
+                .any(|packet| is_keyframe_request(packet.as_ref()))
+            {
+                packets.retain(|packet| is_keyframe_request(packet.as_ref()));
                 msg.message.add(Attribute::DeliverToApplication);
             }
         }
@@ -138,6 +145,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for DeliverKeyframeRequests {
     fn poll_timeout(&mut self) -> Option<Self::Time> {
         None
     }
+}
+
+fn is_keyframe_request(packet: &dyn RtcpPacket) -> bool {
+    let packet = packet.as_any();
+    packet.is::<PictureLossIndication>() || packet.is::<FullIntraRequest>()
 }
 
 impl Interceptor for DeliverKeyframeRequests {
@@ -271,6 +283,55 @@ mod tests {
         let token = random_token(32);
         assert_eq!(token.len(), 32);
         assert!(token.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    fn rtcp(packets: Vec<Box<dyn RtcpPacket>>) -> TaggedPacket {
+        TaggedPacket {
+            now: Instant::now(),
+            transport: Default::default(),
+            message: Packet::Rtcp(packets).into(),
+        }
+    }
+
+    fn delivered(input: TaggedPacket) -> TaggedPacket {
+        let mut interceptor = DeliverKeyframeRequests::default();
+        interceptor.handle_read(input).unwrap();
+        interceptor.poll_read().expect("every packet passes on")
+    }
+
+    #[test]
+    fn keyframe_requests_cut_from_compound() {
+        use rtc::rtcp::receiver_report::ReceiverReport;
+
+        let pli = PictureLossIndication {
+            sender_ssrc: 1,
+            media_ssrc: 2,
+        };
+        let output = delivered(rtcp(vec![
+            Box::new(ReceiverReport::default()),
+            Box::new(pli.clone()),
+        ]));
+        assert!(output.message.has(&Attribute::DeliverToApplication));
+        let Packet::Rtcp(packets) = &output.message.packet else {
+            panic!("RTCP became {:?}", output.message.packet);
+        };
+        assert_eq!(packets.len(), 1, "{packets:?}");
+        assert_eq!(
+            packets[0].as_any().downcast_ref::<PictureLossIndication>(),
+            Some(&pli)
+        );
+    }
+
+    #[test]
+    fn report_without_request_left_to_chain() {
+        use rtc::rtcp::receiver_report::ReceiverReport;
+
+        let output = delivered(rtcp(vec![Box::new(ReceiverReport::default())]));
+        assert!(!output.message.has(&Attribute::DeliverToApplication));
+        let Packet::Rtcp(packets) = &output.message.packet else {
+            panic!("RTCP became {:?}", output.message.packet);
+        };
+        assert_eq!(packets.len(), 1, "{packets:?}");
     }
 
     #[test]
