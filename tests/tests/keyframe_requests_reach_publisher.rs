@@ -1,15 +1,19 @@
 //! A subscriber's keyframe requests reach the publisher. A PLI, and separately a FIR, that the
 //! subscriber sends for the video track it receives each arrive at the publisher as a PLI for
-//! the publisher's own SSRC. A burst of 20 PLIs arrives as at least one and fewer than 20,
-//! because the SFU sends at most one keyframe request per track every 500 ms.
+//! the publisher's own SSRC. So does a PLI in a compound packet behind a receiver report, as
+//! browsers send it. A burst of 20 PLIs arrives as at least one and fewer than 20, because the
+//! SFU sends at most one keyframe request per track every 500 ms.
 
 mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use rtc::rtcp::payload_feedbacks::full_intra_request::{FirEntry, FullIntraRequest};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::reception_report::ReceptionReport;
 use switchyard_proto::TrackKind;
 
 use support::checks::check_packet;
@@ -48,7 +52,7 @@ async fn scenario() {
     let mut publisher = Participant::join(server.http_addr, ROOM, "publisher").await;
     let mut sender = publisher.publish().await;
 
-    let (video, ssrc) = receive_video(&mut subscriber, &publisher.id).await;
+    let (video, ssrc, audio_ssrc) = receive_video(&mut subscriber, &publisher.id).await;
     let requests = &mut sender.keyframe_requests;
 
     // One PLI for the SSRC the subscriber receives on.
@@ -63,6 +67,22 @@ async fn scenario() {
     requests
         .wait_for_pli_above(after_pli, "a PLI after the subscriber sent a FIR")
         .await;
+
+    // A PLI behind a receiver report in one compound packet, as a browser sends it when
+    // reduced-size RTCP is not negotiated. The report names the audio SSRC first, or no SSRC.
+    for report_blocks in [vec![audio_ssrc, ssrc], vec![]] {
+        let before = requests.pli_count();
+        let compound: Vec<Box<dyn rtc::rtcp::Packet>> = vec![
+            Box::new(receiver_report(&report_blocks)),
+            Box::new(pli(ssrc)),
+        ];
+        video.send_rtcp(compound).await;
+        let awaited = format!(
+            "a PLI after the subscriber sent one behind a receiver report with blocks for \
+             SSRCs {report_blocks:?}"
+        );
+        requests.wait_for_pli_above(before, &awaited).await;
+    }
 
     // A burst, sent back to back, is throttled.
     let before_burst = requests.pli_count();
@@ -99,23 +119,27 @@ async fn scenario() {
 }
 
 /// Receives and checks [`WARM_UP_PACKETS`] per track from `publisher_id`, and returns the video
-/// track and the SSRC the server sends it on.
+/// track with the SSRCs the server sends video and audio on.
 async fn receive_video(
     subscriber: &mut Participant,
     publisher_id: &str,
-) -> (Arc<RemoteTrack>, u32) {
+) -> (Arc<RemoteTrack>, u32, u32) {
     let name = subscriber.name.clone();
     let mut video_ssrc = None;
+    let mut audio_ssrc = None;
     let tracks = subscriber
         .receive_media(WARM_UP_PACKETS, |packet| {
             check_packet(&name, publisher_id, packet);
-            if packet.track.kind == TrackKind::Video {
-                let first = *video_ssrc.get_or_insert(packet.ssrc);
-                assert_eq!(
-                    packet.ssrc, first,
-                    "{name}: the video track arrived on two SSRCs"
-                );
-            }
+            let ssrc = match packet.track.kind {
+                TrackKind::Video => &mut video_ssrc,
+                TrackKind::Audio => &mut audio_ssrc,
+            };
+            let first = *ssrc.get_or_insert(packet.ssrc);
+            assert_eq!(
+                packet.ssrc, first,
+                "{name}: the {:?} track arrived on two SSRCs",
+                packet.track.kind
+            );
         })
         .await
         .unwrap_or_else(|failure| panic!("{failure}"));
@@ -123,8 +147,24 @@ async fn receive_video(
         .into_iter()
         .find(|track| track.kind == TrackKind::Video)
         .expect("receive_media returns only after video packets arrived");
-    let ssrc = video_ssrc.expect("a video packet set the SSRC");
-    (video, ssrc)
+    let video_ssrc = video_ssrc.expect("a video packet set the SSRC");
+    let audio_ssrc = audio_ssrc.expect("an audio packet set the SSRC");
+    (video, video_ssrc, audio_ssrc)
+}
+
+/// Builds a receiver report with one empty report block for each of `ssrcs`.
+fn receiver_report(ssrcs: &[u32]) -> ReceiverReport {
+    ReceiverReport {
+        ssrc: 0,
+        reports: ssrcs
+            .iter()
+            .map(|&ssrc| ReceptionReport {
+                ssrc,
+                ..Default::default()
+            })
+            .collect(),
+        profile_extensions: Bytes::new(),
+    }
 }
 
 fn pli(media_ssrc: u32) -> PictureLossIndication {
