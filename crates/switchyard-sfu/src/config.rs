@@ -11,11 +11,14 @@ pub struct SfuConfig {
     /// Address advertised in the server's ICE candidate instead of the bound address, for a
     /// server behind 1:1 NAT. Default: none, the bound address is advertised.
     pub public_ip: Option<IpAddr>,
-    /// Time without traffic from a peer before its connection counts as disconnected. Default
-    /// 5 seconds.
+    /// Time without STUN traffic from a peer before its connection counts as disconnected. The
+    /// ICE agent of `rtc` 0.21.1 does not count media, so keep this above
+    /// `ice_keepalive_interval`, or a healthy connection turns disconnected between keepalives.
+    /// Default 5 seconds.
     pub ice_disconnected_timeout: Duration,
-    /// Further time without traffic before a disconnected connection fails. A failed publisher
-    /// connection removes the participant's tracks from every subscriber. Default 25 seconds.
+    /// Further time without STUN traffic before a disconnected connection fails. A failed
+    /// publisher connection removes the participant's tracks from every subscriber. Default 25
+    /// seconds.
     pub ice_failed_timeout: Duration,
     /// Interval of ICE keepalives on an idle connection. Default 2 seconds.
     pub ice_keepalive_interval: Duration,
