@@ -26,9 +26,9 @@ const ROOM: &str = "publisher-connection-failure";
 const PACKETS_PER_TRACK: usize = 25;
 
 /// ICE timeouts of the server, short so that a dead connection fails within a few seconds.
-/// The disconnected timeout stays above the 2-second ICE keepalive interval of both sides, so
-/// a healthy connection that carries no media does not count as disconnected between
-/// keepalives.
+/// The server's ICE agent counts only STUN traffic, not media, so the disconnected timeout stays
+/// above the 2-second keepalive interval of both sides. With 1 second, healthy connections
+/// turned disconnected between keepalives.
 const ICE_DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(3);
 const ICE_FAILED_TIMEOUT: Duration = Duration::from_secs(2);
 
