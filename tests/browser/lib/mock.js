@@ -43,10 +43,10 @@ export async function serveWebDirectory(context) {
 /**
  * Replaces `/v1/ws` on `page` with a scripted server.
  *
- * Returns `{ received, send, sendRaw, close, nextMessage }`: `received` lists every parsed client
- * message, `send` sends one server message, `sendRaw` sends a text frame as it is, `close`
- * closes the socket with a code, and `nextMessage(type)` waits up to `timeoutMs` for the next
- * unread message of that type.
+ * Returns `{ received, send, sendRaw, close, nextMessage }`. `received` lists every parsed
+ * client message. `send` sends one server message and `sendRaw` sends a text frame unchanged.
+ * `close` closes the socket with a code. `nextMessage(type)` waits up to `timeoutMs` for the
+ * next unread message of that type.
  */
 export async function mockSignaling(page, { onMessage = () => {} } = {}) {
   const received = [];
