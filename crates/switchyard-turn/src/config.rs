@@ -1,0 +1,110 @@
+//! Relay settings, read from TOML with coturn-like kebab-case keys.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// A user with a fixed password.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StaticUser {
+    /// User name.
+    pub name: String,
+    /// Password.
+    pub password: String,
+}
+
+/// Settings of one relay node. Every field has a default, so an empty file is a valid config.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TurnConfig {
+    /// Realm of the long-term credential mechanism. Default `switchyard`.
+    pub realm: String,
+    /// UDP listening addresses. Default `127.0.0.1:3478`.
+    pub listen_udp: Vec<SocketAddr>,
+    /// TCP listening addresses. Default `127.0.0.1:3478`.
+    pub listen_tcp: Vec<SocketAddr>,
+    /// TLS-over-TCP listening addresses; need `tls-cert` and `tls-key`. Default none.
+    pub listen_tls: Vec<SocketAddr>,
+    /// PEM certificate chain for TLS listeners.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS listeners.
+    pub tls_key: Option<PathBuf>,
+    /// Local IPv4 address that relay sockets bind to. Default `127.0.0.1`.
+    pub relay_ip: IpAddr,
+    /// Local IPv6 address for IPv6 relays (RFC 6156). Default none: IPv6 allocations get 440.
+    pub relay_ipv6: Option<IpAddr>,
+    /// Address advertised in XOR-RELAYED-ADDRESS instead of `relay-ip`, for a relay behind 1:1
+    /// NAT. Default none.
+    pub external_ip: Option<IpAddr>,
+    /// Lowest relay port. Default 49152.
+    pub min_port: u16,
+    /// Highest relay port. Default 65535.
+    pub max_port: u16,
+    /// Require authentication. Default true; only a test setup should turn it off.
+    pub auth: bool,
+    /// Shared secrets for time-limited credentials compatible with coturn's
+    /// `static-auth-secret`: username `<expiry unix time>:<user>`, password
+    /// base64(HMAC-SHA1(secret, username)). Several may be active during a rotation; the first
+    /// one signs credentials that this node hands out. Default none.
+    pub static_auth_secrets: Vec<String>,
+    /// Users with fixed passwords. Default none.
+    pub users: Vec<StaticUser>,
+    /// Validity of credentials this node hands out, in seconds. Default 86400.
+    pub credential_lifetime: u64,
+    /// Allocation lifetime when the client asks for none, in seconds. Default 600.
+    pub default_allocation_lifetime: u32,
+    /// Longest allocation lifetime granted, in seconds. Default 3600.
+    pub max_allocation_lifetime: u32,
+    /// Permission lifetime, in seconds. Default 300.
+    pub permission_lifetime: u32,
+    /// Channel binding lifetime, in seconds. Default 600.
+    pub channel_lifetime: u32,
+    /// Allocations one user may hold at once; 0 means no limit. Default 10.
+    pub user_quota: u32,
+    /// Allocations the node holds at once; 0 means no limit. Default 10000.
+    pub total_quota: u32,
+    /// Relayed bytes per second allowed per allocation, each direction; 0 means no limit.
+    /// Default 0.
+    pub max_bytes_per_second: u64,
+    /// Peer address ranges (CIDR) that are allowed even though the default policy denies them,
+    /// for example `127.0.0.0/8` in tests. Default none.
+    pub allowed_peer_ranges: Vec<String>,
+    /// Extra peer address ranges (CIDR) to deny. Default none.
+    pub denied_peer_ranges: Vec<String>,
+    /// Address of the standalone node's `/metrics` endpoint. Default none.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        TurnConfig {
+            realm: "switchyard".to_owned(),
+            listen_udp: vec![SocketAddr::from(([127, 0, 0, 1], 3478))],
+            listen_tcp: vec![SocketAddr::from(([127, 0, 0, 1], 3478))],
+            listen_tls: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            relay_ip: IpAddr::from([127, 0, 0, 1]),
+            relay_ipv6: None,
+            external_ip: None,
+            min_port: 49152,
+            max_port: 65535,
+            auth: true,
+            static_auth_secrets: Vec::new(),
+            users: Vec::new(),
+            credential_lifetime: 86400,
+            default_allocation_lifetime: 600,
+            max_allocation_lifetime: 3600,
+            permission_lifetime: 300,
+            channel_lifetime: 600,
+            user_quota: 10,
+            total_quota: 10000,
+            max_bytes_per_second: 0,
+            allowed_peer_ranges: Vec::new(),
+            denied_peer_ranges: Vec::new(),
+            metrics_listen: None,
+        }
+    }
+}
