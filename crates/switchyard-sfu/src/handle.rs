@@ -100,7 +100,7 @@ impl SfuHandle {
 
     fn send(&self, command: Command) {
         // The task only stops once every handle is dropped, so the channel is open while `self`
-        // exists; a failed send cannot happen and would be harmless.
+        // exists. A failed send cannot happen, and would be harmless.
         let _ = self.commands.send(command);
     }
 }

@@ -255,7 +255,7 @@ pub(crate) fn from_rtc_candidate(candidate: &RTCIceCandidateInit) -> Candidate {
 }
 
 /// Returns true for a candidate whose address is an mDNS name (`<uuid>.local`). Browsers hide
-/// their host addresses this way; the server cannot resolve them and learns the browser's real
+/// their host addresses this way. The server cannot resolve them and learns the browser's real
 /// address as a peer-reflexive candidate when its connectivity checks arrive.
 pub(crate) fn is_mdns_candidate(candidate: &str) -> bool {
     // candidate:<foundation> <component> <transport> <priority> <address> <port> typ ...
