@@ -308,3 +308,34 @@ fn answer_followed_by_candidates() {
         "{messages:?}"
     );
 }
+
+#[test]
+fn public_ip_advertised_in_candidate() {
+    let bound: SocketAddr = "10.1.2.3:40000".parse().unwrap();
+    let public: SocketAddr = "203.0.113.7:40000".parse().unwrap();
+    let mut harness = Harness {
+        sfu: Sfu::new(crate::SfuConfig::default(), bound, public).unwrap(),
+        now: Instant::now(),
+    };
+    let mut events = harness.join("room", "natted");
+    harness.offer("natted", MDNS_OFFER);
+    let messages = drain(&mut events);
+    let candidates: Vec<&Candidate> = messages
+        .iter()
+        .filter_map(|message| match message {
+            ServerMessage::Candidate { candidate, .. } if !candidate.is_end_of_candidates() => {
+                Some(candidate)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(candidates.len(), 1, "{messages:?}");
+    assert!(
+        candidates[0]
+            .candidate
+            .contains("203.0.113.7 40000 typ host"),
+        "{}",
+        candidates[0].candidate
+    );
+    assert!(!candidates[0].candidate.contains("10.1.2.3"));
+}
