@@ -71,6 +71,9 @@ pub struct TurnConfig {
     /// Peer address ranges (CIDR) that are allowed even though the default policy denies them,
     /// for example `127.0.0.0/8` in tests. Default none.
     pub allowed_peer_ranges: Vec<String>,
+    /// Peer addresses (IP and port) that are always allowed, checked before every range. The
+    /// embedding server puts the SFU's media address here. Default none.
+    pub allowed_peer_addresses: Vec<SocketAddr>,
     /// Extra peer address ranges (CIDR) to deny. Default none.
     pub denied_peer_ranges: Vec<String>,
     /// Address of the standalone node's `/metrics` endpoint. Default none.
@@ -103,8 +106,74 @@ impl Default for TurnConfig {
             total_quota: 10000,
             max_bytes_per_second: 0,
             allowed_peer_ranges: Vec::new(),
+            allowed_peer_addresses: Vec::new(),
             denied_peer_ranges: Vec::new(),
             metrics_listen: None,
         }
+    }
+}
+
+/// An inconsistent [`TurnConfig`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `min-port` is above `max-port`, or zero.
+    #[error(
+        "invalid relay port range {min}-{max}: min-port must be at least 1 and not above max-port"
+    )]
+    PortRange {
+        /// `min-port`.
+        min: u16,
+        /// `max-port`.
+        max: u16,
+    },
+    /// A CIDR string in `allowed-peer-ranges` or `denied-peer-ranges` does not parse.
+    #[error("invalid peer range {range:?}: expected an address and a prefix length, like 10.0.0.0/8 or fc00::/7")]
+    PeerRange {
+        /// The string from the config.
+        range: String,
+    },
+    /// TLS listeners are configured without `tls-cert` and `tls-key`.
+    #[error("listen-tls needs both tls-cert and tls-key")]
+    MissingTlsFiles,
+    /// `auth` is on but no user or secret is configured.
+    #[error("auth is on but neither users nor static-auth-secrets are set")]
+    NoCredentials,
+    /// A lifetime is zero, or the default allocation lifetime exceeds the maximum.
+    #[error("invalid lifetimes: every lifetime must be at least 1 s and default-allocation-lifetime at most max-allocation-lifetime")]
+    Lifetimes,
+    /// `relay-ipv6` is set to an IPv4 address, or `relay-ip` to an IPv6 one.
+    #[error("relay-ip must be an IPv4 address and relay-ipv6 an IPv6 address")]
+    RelayFamily,
+}
+
+impl TurnConfig {
+    /// Checks the settings that deserialization cannot check.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.min_port == 0 || self.min_port > self.max_port {
+            return Err(ConfigError::PortRange {
+                min: self.min_port,
+                max: self.max_port,
+            });
+        }
+        if !self.listen_tls.is_empty() && (self.tls_cert.is_none() || self.tls_key.is_none()) {
+            return Err(ConfigError::MissingTlsFiles);
+        }
+        if self.auth && self.users.is_empty() && self.static_auth_secrets.is_empty() {
+            return Err(ConfigError::NoCredentials);
+        }
+        let lifetimes = [
+            self.default_allocation_lifetime,
+            self.max_allocation_lifetime,
+            self.permission_lifetime,
+            self.channel_lifetime,
+        ];
+        if lifetimes.contains(&0) || self.default_allocation_lifetime > self.max_allocation_lifetime
+        {
+            return Err(ConfigError::Lifetimes);
+        }
+        if !self.relay_ip.is_ipv4() || self.relay_ipv6.is_some_and(|ip| !ip.is_ipv6()) {
+            return Err(ConfigError::RelayFamily);
+        }
+        Ok(())
     }
 }

@@ -3,9 +3,23 @@
 //!
 //! `switchyard serve` embeds it next to the SFU; `switchyard turn --config FILE` runs it alone as
 //! a relay node.
+//!
+//! [`start`] validates a [`TurnConfig`], binds every listener and spawns the drivers on the
+//! current tokio runtime. The protocol logic lives in a sans-IO core that the drivers feed with
+//! received bytes and the current time.
+
+// TODO: remove once the drivers use every item.
+#![allow(dead_code)]
 
 mod config;
+mod core;
+mod counters;
 mod credentials;
+mod error;
+mod server;
 
-pub use config::{StaticUser, TurnConfig};
+pub use config::{ConfigError, StaticUser, TurnConfig};
+pub use counters::{CounterSnapshot, Traffic, TrafficByTransport, TurnCounters};
 pub use credentials::{mint_credentials, Credentials};
+pub use error::TurnError;
+pub use server::{start, TurnServer};
