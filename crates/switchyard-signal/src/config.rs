@@ -1,9 +1,11 @@
 //! Signaling settings: message size limit, outbound queue length, close timeout and the ICE
 //! servers handed to clients.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use switchyard_proto::IceServer;
+
+use crate::relay::TurnRelay;
 
 /// Default maximum size of one client message in bytes (64 KiB).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024;
@@ -34,6 +36,9 @@ pub struct SignalConfig {
     pub close_timeout: Duration,
     /// STUN and TURN servers sent to every client in `joined.iceServers`. Default: none.
     pub ice_servers: Vec<IceServer>,
+    /// TURN relay whose fresh credentials each client gets in `joined.iceServers`, before
+    /// [`SignalConfig::ice_servers`]. Default: none.
+    pub turn_relay: Option<TurnRelay>,
 }
 
 impl Default for SignalConfig {
@@ -43,6 +48,70 @@ impl Default for SignalConfig {
             outbound_queue: DEFAULT_OUTBOUND_QUEUE,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             ice_servers: Vec::new(),
+            turn_relay: None,
         }
+    }
+}
+
+impl SignalConfig {
+    /// Returns the `joined.iceServers` list for a participant joining at `now`: the TURN relay
+    /// with credentials minted for `participant_id`, if there is one, then the configured
+    /// servers.
+    pub fn ice_servers_for(&self, participant_id: &str, now: SystemTime) -> Vec<IceServer> {
+        let relay = self
+            .turn_relay
+            .as_ref()
+            .filter(|relay| !relay.urls.is_empty())
+            .map(|relay| relay.ice_server(participant_id, now));
+        relay
+            .into_iter()
+            .chain(self.ice_servers.iter().cloned())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stun(url: &str) -> IceServer {
+        IceServer {
+            urls: vec![url.into()],
+            username: None,
+            credential: None,
+        }
+    }
+
+    #[test]
+    fn relay_comes_before_configured_servers() {
+        let config = SignalConfig {
+            ice_servers: vec![stun("stun:127.0.0.1:3478")],
+            turn_relay: Some(TurnRelay {
+                urls: vec!["turn:127.0.0.1:3478?transport=udp".into()],
+                secret: "secret".into(),
+                lifetime: Duration::from_secs(60),
+            }),
+            ..SignalConfig::default()
+        };
+        let servers = config.ice_servers_for("ada", SystemTime::UNIX_EPOCH);
+        assert_eq!(servers.len(), 2);
+        assert_eq!(servers[0].urls, ["turn:127.0.0.1:3478?transport=udp"]);
+        assert_eq!(servers[0].username.as_deref(), Some("60:ada"));
+        assert_eq!(servers[1], stun("stun:127.0.0.1:3478"));
+    }
+
+    #[test]
+    fn relay_without_urls_is_left_out() {
+        let config = SignalConfig {
+            turn_relay: Some(TurnRelay {
+                urls: Vec::new(),
+                secret: "secret".into(),
+                lifetime: Duration::from_secs(60),
+            }),
+            ..SignalConfig::default()
+        };
+        assert!(config
+            .ice_servers_for("ada", SystemTime::UNIX_EPOCH)
+            .is_empty());
     }
 }

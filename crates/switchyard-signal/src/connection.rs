@@ -3,6 +3,7 @@
 //! cleans up when the session ends.
 
 use std::error::Error as _;
+use std::time::SystemTime;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -209,7 +210,10 @@ impl Connection {
             room: room.as_str().to_owned(),
             participant_id: participant_id.as_str().to_owned(),
             participants: others,
-            ice_servers: self.state.config.ice_servers.clone(),
+            ice_servers: self
+                .state
+                .config
+                .ice_servers_for(participant_id.as_str(), SystemTime::now()),
         })
     }
 

@@ -8,7 +8,8 @@
 //!    `invalid_name`. Any other message before `join` gets `not_joined`, and a second
 //!    `join` gets `already_joined`.
 //! 2. The server assigns an unguessable participant id, replies `joined` with the others in the
-//!    room and the configured ICE servers, and sends `participant_joined` to the others.
+//!    room and the ICE servers (the TURN relay with credentials for this participant, then the
+//!    configured servers), and sends `participant_joined` to the others.
 //! 3. `offer`, `answer` and `candidate` go to the SFU. Its answers, offers, candidates, track
 //!    notices and SDP errors come back in the order the SFU sent them.
 //! 4. `leave` ends the session with close code 1000. However a session ends, the SFU drops the
@@ -37,6 +38,7 @@ mod connection;
 mod decode;
 mod names;
 mod outbound;
+mod relay;
 mod session;
 mod state;
 mod store;
@@ -51,6 +53,7 @@ pub use decode::{decode, DecodeError};
 pub use names::{
     DisplayName, NameError, ParticipantId, RoomName, MAX_DISPLAY_NAME_CHARS, MAX_ROOM_NAME_CHARS,
 };
+pub use relay::TurnRelay;
 pub use state::AppState;
 pub use store::{Member, MemoryRoomStore, RoomEvent, RoomEventSender, RoomStore, StoreError};
 

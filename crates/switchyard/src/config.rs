@@ -188,6 +188,7 @@ impl ServerConfig {
             outbound_queue: self.outbound_queue,
             close_timeout: self.close_timeout,
             ice_servers,
+            turn_relay: None,
         }
     }
 
