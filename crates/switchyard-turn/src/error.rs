@@ -31,4 +31,7 @@ pub enum TurnError {
         /// What went wrong.
         reason: String,
     },
+    /// The system random number generator failed.
+    #[error("failed to generate the nonce key: the system random number generator failed")]
+    Random,
 }

@@ -8,18 +8,17 @@
 //! current tokio runtime. The protocol logic lives in a sans-IO core that the drivers feed with
 //! received bytes and the current time.
 
-// TODO: remove once the drivers use every item.
-#![allow(dead_code)]
-
 mod config;
-mod core;
+pub mod core;
 mod counters;
 mod credentials;
+mod driver;
 mod error;
 mod server;
+pub mod stun;
 
 pub use config::{ConfigError, StaticUser, TurnConfig};
-pub use counters::{CounterSnapshot, Traffic, TrafficByTransport, TurnCounters};
+pub use counters::{CounterSnapshot, Direction, Traffic, TrafficByTransport, TurnCounters};
 pub use credentials::{mint_credentials, Credentials};
 pub use error::TurnError;
 pub use server::{start, TurnServer};
