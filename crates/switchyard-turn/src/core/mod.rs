@@ -691,3 +691,6 @@ fn write_allocate_success(
         writer.fingerprint();
     }
 }
+
+#[cfg(test)]
+mod tests;
