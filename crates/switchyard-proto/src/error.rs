@@ -69,6 +69,8 @@ pub enum CloseCode {
     MessageTooBig,
     /// 4008: the client's outgoing queue filled because it stopped reading.
     SlowConsumer,
+    /// 4001: another connection resumed the session.
+    Superseded,
 }
 
 impl CloseCode {
@@ -79,6 +81,7 @@ impl CloseCode {
             CloseCode::GoingAway => 1001,
             CloseCode::MessageTooBig => 1009,
             CloseCode::SlowConsumer => 4008,
+            CloseCode::Superseded => 4001,
         }
     }
 }

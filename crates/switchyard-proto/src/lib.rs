@@ -103,8 +103,30 @@ pub enum ClientMessage {
     Join {
         /// Room name; created on first join.
         room: String,
-        /// Display name shown to the others.
+        /// Display name shown to the others. May be empty when the join token carries one.
+        #[serde(default)]
         name: String,
+        /// Join token (a JWT signed with an API key's secret). Optional only in development
+        /// mode.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        /// Identity for duplicate detection when joining without a token. A token's identity
+        /// takes precedence.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        identity: Option<String>,
+    },
+    /// Attach this connection to an existing session after the previous one dropped.
+    Resume {
+        /// Resume token from `joined`.
+        token: String,
+        /// Sequence number of the last server message the client received.
+        last_seq: u64,
+    },
+    /// Cumulative acknowledgement: every server message up to and including `seq` arrived.
+    /// Gets no response.
+    Ack {
+        /// Highest sequence number received without a gap.
+        seq: u64,
     },
     /// SDP offer for the publisher connection.
     Offer {
@@ -129,6 +151,28 @@ pub enum ClientMessage {
     Leave,
 }
 
+/// A client message as sent on the wire: the message and, for requests, the request id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientFrame {
+    /// Request id chosen by the client, echoed in the response's `requestId`. A retried
+    /// request with the same id is executed at most once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The message.
+    #[serde(flatten)]
+    pub message: ClientMessage,
+}
+
+impl ClientFrame {
+    /// Wraps a message with a request id.
+    pub fn request(id: impl Into<String>, message: ClientMessage) -> Self {
+        ClientFrame {
+            id: Some(id.into()),
+            message,
+        }
+    }
+}
+
 /// Message from the server to a client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(
@@ -147,7 +191,22 @@ pub enum ServerMessage {
         participants: Vec<ParticipantInfo>,
         /// ICE servers for both peer connections.
         ice_servers: Vec<IceServer>,
+        /// Secret that lets a new connection take over this session with `resume`.
+        #[serde(default)]
+        resume_token: String,
     },
+    /// Reply to `resume`. When `resumed` is true, the messages after the client's `lastSeq`
+    /// follow in order. When false, the session is gone or messages were lost, and the client
+    /// must join again.
+    Resumed {
+        /// Whether the session continues on this connection.
+        resumed: bool,
+        /// Sequence number of the last message the server has sent in this session, 0 when
+        /// `resumed` is false.
+        last_seq: u64,
+    },
+    /// Success reply to a request that has no other reply.
+    Ok,
     /// Another participant entered the room.
     ParticipantJoined {
         /// The new participant.
@@ -201,6 +260,41 @@ pub enum ServerMessage {
         /// Human-readable detail.
         message: String,
     },
+}
+
+/// A server message as sent on the wire, with its delivery fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerFrame {
+    /// Sequence number within the session, starting at 1 with `joined`. Absent on messages
+    /// sent before `joined` and on `resumed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// Id of the request this message replies to.
+    #[serde(default, rename = "requestId", skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The message.
+    #[serde(flatten)]
+    pub message: ServerMessage,
+}
+
+impl ServerFrame {
+    /// Wraps a message that replies to no request.
+    pub fn event(message: ServerMessage) -> Self {
+        ServerFrame {
+            seq: None,
+            request_id: None,
+            message,
+        }
+    }
+
+    /// Wraps the reply to the request with id `request_id`, if it had one.
+    pub fn reply(request_id: Option<String>, message: ServerMessage) -> Self {
+        ServerFrame {
+            seq: None,
+            request_id,
+            message,
+        }
+    }
 }
 
 impl ServerMessage {

@@ -21,8 +21,21 @@ fn client_messages_round_trip() {
         ClientMessage::Join {
             room: "demo".into(),
             name: "Ada".into(),
+            token: None,
+            identity: None,
         },
         json!({"type": "join", "room": "demo", "name": "Ada"}),
+    );
+    round_trip_client(
+        ClientMessage::Resume {
+            token: "t".into(),
+            last_seq: 7,
+        },
+        json!({"type": "resume", "token": "t", "lastSeq": 7}),
+    );
+    round_trip_client(
+        ClientMessage::Ack { seq: 3 },
+        json!({"type": "ack", "seq": 3}),
     );
     round_trip_client(
         ClientMessage::Offer { sdp: "v=0".into() },
@@ -80,15 +93,25 @@ fn server_messages_round_trip() {
                 username: None,
                 credential: None,
             }],
+            resume_token: "r".into(),
         },
         json!({
             "type": "joined",
             "room": "demo",
             "participantId": "p1",
             "participants": [{"id": "p0", "name": "Grace"}],
-            "iceServers": [{"urls": ["stun:127.0.0.1:3478"]}]
+            "iceServers": [{"urls": ["stun:127.0.0.1:3478"]}],
+            "resumeToken": "r"
         }),
     );
+    round_trip_server(
+        ServerMessage::Resumed {
+            resumed: true,
+            last_seq: 9,
+        },
+        json!({"type": "resumed", "resumed": true, "lastSeq": 9}),
+    );
+    round_trip_server(ServerMessage::Ok, json!({"type": "ok"}));
     round_trip_server(
         ServerMessage::ParticipantJoined {
             participant: ParticipantInfo {
@@ -162,4 +185,47 @@ fn error_code_strings_match_serde() {
         let encoded = serde_json::to_value(code).unwrap();
         assert_eq!(encoded, json!(code.as_str()));
     }
+}
+
+#[test]
+fn frames_carry_delivery_fields_beside_the_message() {
+    let frame = ServerFrame {
+        seq: Some(4),
+        request_id: Some("r1".into()),
+        message: ServerMessage::Ok,
+    };
+    let encoded = serde_json::to_value(&frame).unwrap();
+    assert_eq!(encoded, json!({"seq": 4, "requestId": "r1", "type": "ok"}));
+    let decoded: ServerFrame = serde_json::from_value(encoded).unwrap();
+    assert_eq!(decoded, frame);
+
+    let event = ServerFrame::event(ServerMessage::ParticipantLeft {
+        participant_id: "p".into(),
+    });
+    assert_eq!(
+        serde_json::to_value(&event).unwrap(),
+        json!({"type": "participant_left", "participantId": "p"})
+    );
+
+    let client: ClientFrame =
+        serde_json::from_value(json!({"type": "offer", "id": "o1", "sdp": "v=0"})).unwrap();
+    assert_eq!(
+        client,
+        ClientFrame::request("o1", ClientMessage::Offer { sdp: "v=0".into() })
+    );
+    let without_id: ClientFrame = serde_json::from_value(json!({"type": "leave"})).unwrap();
+    assert_eq!(without_id.id, None);
+}
+
+#[test]
+fn candidate_frame_keeps_flattened_fields() {
+    let text =
+        r#"{"type":"candidate","id":"c1","target":"subscriber","candidate":"x","sdpMid":"0"}"#;
+    let frame: ClientFrame = serde_json::from_str(text).unwrap();
+    assert_eq!(frame.id.as_deref(), Some("c1"));
+    let ClientMessage::Candidate { target, candidate } = frame.message else {
+        panic!("decoded {frame:?}, expected a candidate");
+    };
+    assert_eq!(target, Target::Subscriber);
+    assert_eq!(candidate.sdp_mid.as_deref(), Some("0"));
 }

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use switchyard_proto::{Candidate, ServerMessage, Target};
+use switchyard_proto::{Candidate, ServerFrame, Target};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::info;
@@ -12,8 +12,8 @@ use crate::sfu::Sfu;
 use crate::SfuConfig;
 
 /// Channel on which the SFU sends one participant's SDP, candidates, track notices and errors,
-/// in the order they must reach the client.
-pub type EventSender = mpsc::UnboundedSender<ServerMessage>;
+/// in the order they must reach the client. Replies to a request carry its request id.
+pub type EventSender = mpsc::UnboundedSender<ServerFrame>;
 
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -24,14 +24,17 @@ pub(crate) enum Command {
     },
     PublishOffer {
         participant_id: String,
+        request_id: Option<String>,
         sdp: String,
     },
     SubscriberAnswer {
         participant_id: String,
+        request_id: Option<String>,
         sdp: String,
     },
     Candidate {
         participant_id: String,
+        request_id: Option<String>,
         target: Target,
         candidate: Candidate,
     },
@@ -66,26 +69,38 @@ impl SfuHandle {
     }
 
     /// Applies the client's offer on the publisher connection. The answer, or an `error`, is sent
-    /// on the participant's event channel, followed by the server's candidates.
-    pub fn publish_offer(&self, participant_id: &str, sdp: String) {
+    /// on the participant's event channel with `request_id`, followed by the server's
+    /// candidates.
+    pub fn publish_offer(&self, participant_id: &str, request_id: Option<String>, sdp: String) {
         self.send(Command::PublishOffer {
             participant_id: participant_id.to_owned(),
+            request_id,
             sdp,
         });
     }
 
-    /// Applies the client's answer to the latest subscriber offer.
-    pub fn subscriber_answer(&self, participant_id: &str, sdp: String) {
+    /// Applies the client's answer to the latest subscriber offer. The reply is `ok` or an
+    /// `error`, with `request_id`.
+    pub fn subscriber_answer(&self, participant_id: &str, request_id: Option<String>, sdp: String) {
         self.send(Command::SubscriberAnswer {
             participant_id: participant_id.to_owned(),
+            request_id,
             sdp,
         });
     }
 
     /// Adds a remote candidate. Candidates that arrive before their description are buffered.
-    pub fn add_candidate(&self, participant_id: &str, target: Target, candidate: Candidate) {
+    /// The reply is `ok` or an `error`, with `request_id`.
+    pub fn add_candidate(
+        &self,
+        participant_id: &str,
+        request_id: Option<String>,
+        target: Target,
+        candidate: Candidate,
+    ) {
         self.send(Command::Candidate {
             participant_id: participant_id.to_owned(),
+            request_id,
             target,
             candidate,
         });

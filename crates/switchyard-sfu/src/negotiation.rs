@@ -51,7 +51,13 @@ fn signaled_host_candidate(host: &RTCIceCandidateInit, sdp: &str, ufrag: &str) -
 impl Sfu {
     /// Applies the client's publisher offer and sends the answer, then the server's candidate
     /// and end-of-candidates. Bad SDP gets an `error` and leaves the connection as it was.
-    pub(crate) fn handle_publish_offer(&mut self, now: Instant, key: ParticipantKey, sdp: String) {
+    pub(crate) fn handle_publish_offer(
+        &mut self,
+        now: Instant,
+        key: ParticipantKey,
+        request_id: Option<String>,
+        sdp: String,
+    ) {
         let host_candidate = self.host_candidate.clone();
         let Some(participant) = self.participants.get_mut(&key) else {
             return;
@@ -60,10 +66,13 @@ impl Sfu {
             Ok(offer) => offer,
             Err(error) => {
                 debug!(participant_id = %participant.id, %error, "publisher offer is not valid SDP");
-                participant.send(ServerMessage::error(
-                    ErrorCode::InvalidSdp,
-                    format!("offer is not valid SDP: {error}"),
-                ));
+                participant.reply(
+                    request_id,
+                    ServerMessage::error(
+                        ErrorCode::InvalidSdp,
+                        format!("offer is not valid SDP: {error}"),
+                    ),
+                );
                 return;
             }
         };
@@ -73,10 +82,13 @@ impl Sfu {
             debug!(participant_id = %participant.id, %error, "publisher offer could not be applied");
             // A failed description can still move the signaling state; return to stable.
             roll_back_remote(now, &mut peer.pc);
-            participant.send(ServerMessage::error(
-                ErrorCode::NegotiationFailed,
-                format!("offer could not be applied: {error}"),
-            ));
+            participant.reply(
+                request_id,
+                ServerMessage::error(
+                    ErrorCode::NegotiationFailed,
+                    format!("offer could not be applied: {error}"),
+                ),
+            );
             return;
         }
         if !peer.host_candidate_added {
@@ -94,17 +106,20 @@ impl Sfu {
         if let Err(error) = answer {
             debug!(participant_id = %participant.id, %error, "no answer for publisher offer");
             roll_back_remote(now, &mut peer.pc);
-            participant.send(ServerMessage::error(
-                ErrorCode::NegotiationFailed,
-                format!("offer could not be answered: {error}"),
-            ));
+            participant.reply(
+                request_id,
+                ServerMessage::error(
+                    ErrorCode::NegotiationFailed,
+                    format!("offer could not be answered: {error}"),
+                ),
+            );
             return;
         }
         let Some(local) = peer.pc.local_description() else {
-            participant.send(ServerMessage::error(
-                ErrorCode::InternalError,
-                "answer was not created",
-            ));
+            participant.reply(
+                request_id,
+                ServerMessage::error(ErrorCode::InternalError, "answer was not created"),
+            );
             return;
         };
         peer.has_remote_description = true;
@@ -118,7 +133,7 @@ impl Sfu {
         }
 
         let host = signaled_host_candidate(&host_candidate, &local.sdp, &peer.ufrag);
-        participant.send(ServerMessage::Answer { sdp: local.sdp });
+        participant.reply(request_id, ServerMessage::Answer { sdp: local.sdp });
         let publisher_key = PeerKey {
             participant: key,
             target: Target::Publisher,
@@ -142,36 +157,46 @@ impl Sfu {
         &mut self,
         now: Instant,
         key: ParticipantKey,
+        request_id: Option<String>,
         sdp: String,
     ) {
         let Some(participant) = self.participants.get_mut(&key) else {
             return;
         };
         if !participant.negotiation.offer_in_flight {
-            participant.send(ServerMessage::error(
-                ErrorCode::NegotiationFailed,
-                "answer received but no subscriber offer is outstanding",
-            ));
+            participant.reply(
+                request_id,
+                ServerMessage::error(
+                    ErrorCode::NegotiationFailed,
+                    "answer received but no subscriber offer is outstanding",
+                ),
+            );
             return;
         }
         let answer = match RTCSessionDescription::answer(sdp) {
             Ok(answer) => answer,
             Err(error) => {
                 debug!(participant_id = %participant.id, %error, "subscriber answer is not valid SDP");
-                participant.send(ServerMessage::error(
-                    ErrorCode::InvalidSdp,
-                    format!("answer is not valid SDP: {error}"),
-                ));
+                participant.reply(
+                    request_id,
+                    ServerMessage::error(
+                        ErrorCode::InvalidSdp,
+                        format!("answer is not valid SDP: {error}"),
+                    ),
+                );
                 return;
             }
         };
         let peer = &mut participant.subscriber;
         if let Err(error) = peer.pc.set_remote_description(now, answer) {
             debug!(participant_id = %participant.id, %error, "subscriber answer could not be applied");
-            participant.send(ServerMessage::error(
-                ErrorCode::NegotiationFailed,
-                format!("answer could not be applied: {error}"),
-            ));
+            participant.reply(
+                request_id,
+                ServerMessage::error(
+                    ErrorCode::NegotiationFailed,
+                    format!("answer could not be applied: {error}"),
+                ),
+            );
             return;
         }
         peer.has_remote_description = true;
@@ -181,6 +206,7 @@ impl Sfu {
             }
         }
         participant.negotiation.offer_in_flight = false;
+        participant.reply(request_id, ServerMessage::Ok);
         for subscription in &mut participant.subscriptions {
             subscription.payload_types.clear();
         }
@@ -272,6 +298,7 @@ impl Sfu {
     pub(crate) fn handle_remote_candidate(
         &mut self,
         key: ParticipantKey,
+        request_id: Option<String>,
         target: Target,
         candidate: &Candidate,
     ) {
@@ -279,31 +306,45 @@ impl Sfu {
             return;
         };
         if candidate.is_end_of_candidates() {
+            participant.reply(request_id, ServerMessage::Ok);
             return;
         }
         if is_mdns_candidate(&candidate.candidate) {
             debug!(participant_id = %participant.id, "mDNS candidate skipped; the address arrives as peer-reflexive");
+            participant.reply(request_id, ServerMessage::Ok);
             return;
         }
         let peer = participant.peer_mut(target);
         let init = to_rtc_candidate(candidate);
         if !peer.has_remote_description {
             if peer.pending_candidates.len() >= MAX_PENDING_CANDIDATES {
-                participant.send(ServerMessage::error(
-                    ErrorCode::TooManyCandidates,
-                    format!("more than {MAX_PENDING_CANDIDATES} candidates before the description"),
-                ));
+                participant.reply(
+                    request_id,
+                    ServerMessage::error(
+                        ErrorCode::TooManyCandidates,
+                        format!(
+                            "more than {MAX_PENDING_CANDIDATES} candidates before the description"
+                        ),
+                    ),
+                );
                 return;
             }
             peer.pending_candidates.push(init);
+            participant.reply(request_id, ServerMessage::Ok);
             return;
         }
-        if let Err(error) = peer.pc.add_remote_candidate(init) {
-            debug!(participant_id = %participant.id, %error, "remote candidate rejected");
-            participant.send(ServerMessage::error(
-                ErrorCode::InvalidCandidate,
-                format!("candidate could not be applied: {error}"),
-            ));
+        match peer.pc.add_remote_candidate(init) {
+            Ok(()) => participant.reply(request_id, ServerMessage::Ok),
+            Err(error) => {
+                debug!(participant_id = %participant.id, %error, "remote candidate rejected");
+                participant.reply(
+                    request_id,
+                    ServerMessage::error(
+                        ErrorCode::InvalidCandidate,
+                        format!("candidate could not be applied: {error}"),
+                    ),
+                );
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use switchyard_proto::{ErrorCode, ServerMessage, Target};
+use switchyard_proto::{ErrorCode, ServerFrame, ServerMessage, Target};
 use tracing::{debug, info};
 
 use crate::forward::{PublishedTrack, Subscription};
@@ -91,7 +91,12 @@ impl Participant {
     /// Queues a message for the client. A closed channel means the session is ending and the
     /// signaling layer will send `leave`, so a failed send is ignored.
     pub fn send(&self, message: ServerMessage) {
-        let _ = self.events.send(message);
+        let _ = self.events.send(ServerFrame::event(message));
+    }
+
+    /// Queues the one reply to the request with id `request_id`.
+    pub fn reply(&self, request_id: Option<String>, message: ServerMessage) {
+        let _ = self.events.send(ServerFrame::reply(request_id, message));
     }
 }
 
@@ -108,6 +113,9 @@ pub(crate) struct Sfu {
     pub host_candidate: RTCIceCandidateInit,
     pub participants: HashMap<ParticipantKey, Participant>,
     pub keys_by_id: HashMap<String, ParticipantKey>,
+    /// Event channels of participants whose peer connections could not be created, so that
+    /// their later requests still get an `error` reply. Removed on leave.
+    failed_joins: HashMap<String, EventSender>,
     pub rooms: HashMap<String, Vec<ParticipantKey>>,
     by_ufrag: HashMap<String, PeerKey>,
     by_address: HashMap<SocketAddr, PeerKey>,
@@ -137,6 +145,7 @@ impl Sfu {
             host_candidate: host_candidate(advertised)?,
             participants: HashMap::new(),
             keys_by_id: HashMap::new(),
+            failed_joins: HashMap::new(),
             rooms: HashMap::new(),
             by_ufrag: HashMap::new(),
             by_address: HashMap::new(),
@@ -157,36 +166,60 @@ impl Sfu {
             } => self.join(now, room, participant_id, events),
             Command::PublishOffer {
                 participant_id,
+                request_id,
                 sdp,
             } => {
-                if let Some(key) = self.key_of(&participant_id) {
-                    self.handle_publish_offer(now, key, sdp);
+                if let Some(key) = self.key_for_request(&participant_id, &request_id) {
+                    self.handle_publish_offer(now, key, request_id, sdp);
                 }
             }
             Command::SubscriberAnswer {
                 participant_id,
+                request_id,
                 sdp,
             } => {
-                if let Some(key) = self.key_of(&participant_id) {
-                    self.handle_subscriber_answer(now, key, sdp);
+                if let Some(key) = self.key_for_request(&participant_id, &request_id) {
+                    self.handle_subscriber_answer(now, key, request_id, sdp);
                 }
             }
             Command::Candidate {
                 participant_id,
+                request_id,
                 target,
                 candidate,
             } => {
-                if let Some(key) = self.key_of(&participant_id) {
-                    self.handle_remote_candidate(key, target, &candidate);
+                if let Some(key) = self.key_for_request(&participant_id, &request_id) {
+                    self.handle_remote_candidate(key, request_id, target, &candidate);
                 }
             }
             Command::Leave { participant_id } => {
+                self.failed_joins.remove(&participant_id);
                 if let Some(key) = self.key_of(&participant_id) {
                     self.leave(now, key);
                 }
             }
         }
         self.drain_dirty(now);
+    }
+
+    /// Returns the key of the participant a request is for. A participant whose join failed
+    /// gets an `internal_error` reply instead, so that every request has a reply.
+    fn key_for_request(
+        &self,
+        participant_id: &str,
+        request_id: &Option<String>,
+    ) -> Option<ParticipantKey> {
+        if let Some(events) = self.failed_joins.get(participant_id) {
+            let _ = events.send(ServerFrame::reply(
+                request_id.clone(),
+                ServerMessage::error(
+                    ErrorCode::InternalError,
+                    "the server could not create this participant's peer connections",
+                ),
+            ));
+            return None;
+        }
+        self.key_of(participant_id)
     }
 
     fn key_of(&self, participant_id: &str) -> Option<ParticipantKey> {
@@ -199,19 +232,19 @@ impl Sfu {
 
     fn join(&mut self, now: Instant, room: String, participant_id: String, events: EventSender) {
         if self.keys_by_id.contains_key(&participant_id) {
-            let _ = events.send(ServerMessage::error(
+            let _ = events.send(ServerFrame::event(ServerMessage::error(
                 ErrorCode::AlreadyJoined,
                 "participant is already in the SFU",
-            ));
+            )));
             return;
         }
         let publisher = match self.new_peer(now) {
             Ok(peer) => peer,
-            Err(error) => return self.fail_join(&events, &participant_id, error),
+            Err(error) => return self.fail_join(events, participant_id, error),
         };
         let subscriber = match self.new_peer(now) {
             Ok(peer) => peer,
-            Err(error) => return self.fail_join(&events, &participant_id, error),
+            Err(error) => return self.fail_join(events, participant_id, error),
         };
 
         let key = ParticipantKey(self.next_key);
@@ -251,16 +284,17 @@ impl Sfu {
     }
 
     fn fail_join(
-        &self,
-        events: &EventSender,
-        participant_id: &str,
+        &mut self,
+        events: EventSender,
+        participant_id: String,
         error: rtc::shared::error::Error,
     ) {
-        tracing::error!(participant_id, %error, "failed to create peer connections");
-        let _ = events.send(ServerMessage::error(
+        tracing::error!(%participant_id, %error, "failed to create peer connections");
+        let _ = events.send(ServerFrame::event(ServerMessage::error(
             ErrorCode::InternalError,
             "failed to create peer connections",
-        ));
+        )));
+        self.failed_joins.insert(participant_id, events);
     }
 
     fn new_peer(&self, now: Instant) -> Result<Peer, rtc::shared::error::Error> {

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use switchyard_proto::{Candidate, ErrorCode, ServerMessage, Target};
+use switchyard_proto::{Candidate, ErrorCode, ServerFrame, ServerMessage, Target};
 use tokio::sync::mpsc;
 
 use crate::handle::Command;
@@ -33,7 +33,7 @@ impl Harness {
         }
     }
 
-    fn join(&mut self, room: &str, id: &str) -> mpsc::UnboundedReceiver<ServerMessage> {
+    fn join(&mut self, room: &str, id: &str) -> mpsc::UnboundedReceiver<ServerFrame> {
         let (events, receiver) = mpsc::unbounded_channel();
         self.sfu.handle_command(
             self.now,
@@ -51,6 +51,7 @@ impl Harness {
             self.now,
             Command::PublishOffer {
                 participant_id: id.into(),
+                request_id: None,
                 sdp: sdp.replace('\n', "\r\n"),
             },
         );
@@ -61,6 +62,7 @@ impl Harness {
             self.now,
             Command::Candidate {
                 participant_id: id.into(),
+                request_id: None,
                 target: Target::Publisher,
                 candidate,
             },
@@ -68,10 +70,13 @@ impl Harness {
     }
 }
 
-fn drain(receiver: &mut mpsc::UnboundedReceiver<ServerMessage>) -> Vec<ServerMessage> {
+/// Returns the queued messages without the `ok` replies to candidates.
+fn drain(receiver: &mut mpsc::UnboundedReceiver<ServerFrame>) -> Vec<ServerMessage> {
     let mut messages = Vec::new();
-    while let Ok(message) = receiver.try_recv() {
-        messages.push(message);
+    while let Ok(frame) = receiver.try_recv() {
+        if frame.message != ServerMessage::Ok {
+            messages.push(frame.message);
+        }
     }
     messages
 }
@@ -338,4 +343,62 @@ fn public_ip_advertised_in_candidate() {
         candidates[0].candidate
     );
     assert!(!candidates[0].candidate.contains("10.1.2.3"));
+}
+
+#[test]
+fn every_request_gets_one_reply_with_its_id() {
+    let mut harness = Harness::new();
+    let mut events = harness.join("room", "ids");
+    let candidate = Candidate {
+        candidate: "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host".into(),
+        sdp_mid: Some("0".into()),
+        sdp_mline_index: Some(0),
+        username_fragment: None,
+    };
+    let requests = [
+        Command::Candidate {
+            participant_id: "ids".into(),
+            request_id: Some("c1".into()),
+            target: Target::Publisher,
+            candidate: candidate.clone(),
+        },
+        Command::PublishOffer {
+            participant_id: "ids".into(),
+            request_id: Some("o1".into()),
+            sdp: MDNS_OFFER.replace('\n', "\r\n"),
+        },
+        Command::Candidate {
+            participant_id: "ids".into(),
+            request_id: Some("c2".into()),
+            target: Target::Publisher,
+            candidate: Candidate::default(),
+        },
+        Command::SubscriberAnswer {
+            participant_id: "ids".into(),
+            request_id: Some("a1".into()),
+            sdp: "v=0".into(),
+        },
+    ];
+    for command in requests {
+        harness.sfu.handle_command(harness.now, command);
+    }
+
+    let mut replies = Vec::new();
+    while let Ok(frame) = events.try_recv() {
+        if let Some(id) = frame.request_id {
+            replies.push((id, frame.message));
+        }
+    }
+    let ids: Vec<&str> = replies.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["c1", "o1", "c2", "a1"], "{replies:?}");
+    assert_eq!(replies[0].1, ServerMessage::Ok);
+    assert!(matches!(replies[1].1, ServerMessage::Answer { .. }));
+    assert_eq!(replies[2].1, ServerMessage::Ok);
+    assert!(matches!(
+        replies[3].1,
+        ServerMessage::Error {
+            code: ErrorCode::NegotiationFailed,
+            ..
+        }
+    ));
 }

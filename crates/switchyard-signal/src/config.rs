@@ -1,5 +1,5 @@
-//! Signaling settings: message size limit, outbound queue length, close timeout and the ICE
-//! servers handed to clients.
+//! Signaling settings: message size limit, outbound queue length, close timeout, the ICE
+//! servers handed to clients, and how sessions survive a lost connection.
 
 use std::time::{Duration, SystemTime};
 
@@ -16,7 +16,22 @@ pub const DEFAULT_OUTBOUND_QUEUE: usize = 256;
 /// Default time allowed for the close frame to reach a client and for its reply to arrive.
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Settings for the WebSocket endpoint.
+/// Default time a participant whose connection dropped stays in the room, waiting for a resume.
+pub const DEFAULT_RECONNECT_GRACE: Duration = Duration::from_secs(20);
+
+/// Default number of unacknowledged messages kept per session for resume.
+pub const DEFAULT_OUTBOX_MESSAGES: usize = 1000;
+
+/// Default time an unacknowledged message is kept for resume.
+pub const DEFAULT_OUTBOX_AGE: Duration = Duration::from_secs(120);
+
+/// Default interval between WebSocket pings.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Default time without any frame from the client before its connection counts as dead.
+pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Settings for the signaling endpoints.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignalConfig {
     /// Maximum size in bytes of one client message, after reassembly of fragments. A larger
@@ -39,6 +54,19 @@ pub struct SignalConfig {
     /// TURN relay whose fresh credentials each client gets in `joined.iceServers`, before
     /// [`SignalConfig::ice_servers`]. Default: none.
     pub turn_relay: Option<TurnRelay>,
+    /// Time a participant whose connection dropped without `leave` stays in the room, so that
+    /// a `resume` within it is invisible to the others. Zero removes it at once. Default 20
+    /// seconds.
+    pub reconnect_grace: Duration,
+    /// Number of unacknowledged messages kept per session for resume. Default 1,000.
+    pub outbox_messages: usize,
+    /// Time an unacknowledged message is kept for resume. Default 2 minutes.
+    pub outbox_age: Duration,
+    /// Interval between WebSocket pings. Default 10 seconds.
+    pub ping_interval: Duration,
+    /// Time without any frame from a WebSocket client, pongs included, before the connection
+    /// counts as dead. Default 30 seconds.
+    pub ping_timeout: Duration,
 }
 
 impl Default for SignalConfig {
@@ -49,6 +77,11 @@ impl Default for SignalConfig {
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             ice_servers: Vec::new(),
             turn_relay: None,
+            reconnect_grace: DEFAULT_RECONNECT_GRACE,
+            outbox_messages: DEFAULT_OUTBOX_MESSAGES,
+            outbox_age: DEFAULT_OUTBOX_AGE,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            ping_timeout: DEFAULT_PING_TIMEOUT,
         }
     }
 }

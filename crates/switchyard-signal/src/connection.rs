@@ -1,9 +1,13 @@
-//! WebSocket driver for one client: upgrades the request, reads frames, carries out the
-//! [`Step`]s of the [`Session`], forwards room and SFU events into the outbound queue, and
-//! cleans up when the session ends.
+//! WebSocket driver for one client connection: upgrades the request, reads frames, and hands
+//! them to the session the connection carries.
+//!
+//! Until `join` or `resume`, the driver replies to messages itself, without sequence numbers.
+//! `join` starts a session task that takes over the connection's outbound queue; `resume` gives
+//! the queue to an existing session. From then on the driver passes every text frame to the
+//! session and only watches the connection: a close frame, a read error, an oversized message
+//! or a missing pong detaches it from the session, which then waits for a resume.
 
 use std::error::Error as _;
-use std::time::SystemTime;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -11,27 +15,29 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::SplitStream;
 use futures_util::StreamExt;
-use switchyard_proto::{ErrorCode, ServerMessage};
-use tokio::sync::mpsc;
+use switchyard_proto::{CloseCode, ErrorCode, ServerFrame, ServerMessage};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::CapacityError;
-use tracing::{debug, error, field, info, info_span, Instrument, Span};
+use tracing::{debug, error, info_span, Instrument};
 
-use crate::decode::decode;
-use crate::names::{DisplayName, ParticipantId, RoomName};
-use crate::outbound::{self, Outbound, OutboundError};
-use crate::session::{Session, SessionEnd, SfuRequest, Step};
+use crate::decode::decode_with_id;
+use crate::join::{join, Rejected};
+use crate::outbound::{self, encode, Outbound, OutboundError};
+use crate::participant::{Attach, Input, SessionHandle};
+use crate::session::{unbound_step, JoinRequest, SessionEnd, TransportEnd, Unbound};
 use crate::state::AppState;
-use crate::store::{Member, RoomEvent};
 
-/// Handles `GET /v1/ws`: applies the message size limit and starts a session after the upgrade.
+/// Handles `GET /v1/ws`: applies the message size limit and starts the driver after the
+/// upgrade.
 pub(crate) async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "server is shutting down").into_response();
     }
 
-    let session_id = state.next_session_id();
-    // Taken before the upgrade so that shutdown also waits for sessions that are starting.
+    let connection_id = state.next_connection_id();
+    // Taken before the upgrade so that shutdown also waits for connections that are starting.
     let tracker_token = state.sessions.token();
     let limit = state.config.max_message_size;
 
@@ -40,69 +46,96 @@ pub(crate) async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>)
     // 16 MiB per frame and 64 MiB per message would apply.
     ws.max_message_size(limit)
         .max_frame_size(limit)
-        .on_failed_upgrade(move |error| debug!(session_id, %error, "WebSocket upgrade failed"))
+        .on_failed_upgrade(move |error| debug!(connection_id, %error, "WebSocket upgrade failed"))
         .on_upgrade(move |socket| {
-            let span = info_span!(
-                "session",
-                session_id,
-                room_id = field::Empty,
-                participant_id = field::Empty
-            );
+            let span = info_span!("connection", connection_id);
             async move {
-                run(socket, state).await;
+                run(socket, state, connection_id).await;
                 drop(tracker_token);
             }
             .instrument(span)
         })
 }
 
-async fn run(socket: WebSocket, state: AppState) {
-    debug!("session started");
+async fn run(socket: WebSocket, state: AppState, connection_id: u64) {
+    debug!("connection opened");
     let (sink, stream) = socket.split();
     let (outbound, queue) = outbound::channel(state.config.outbound_queue);
-    let writer = tokio::spawn(outbound::write_loop(sink, queue).in_current_span());
+    let ping_interval = state.config.ping_interval;
+    let writer = tokio::spawn(outbound::write_loop(sink, queue, ping_interval).in_current_span());
 
-    let mut connection = Connection {
+    let mut driver = Driver {
         state,
+        connection_id,
         stream,
-        outbound,
-        session: Session::new(),
-        room_events: None,
-        sfu_events: None,
+        binding: Binding::Unbound(outbound),
+        writer,
+        writer_done: false,
     };
-    let end = connection.serve().await;
-    connection.finish(end, writer).await;
+    let end = driver.serve().await;
+    driver.finish(end).await;
 }
 
-/// Result of handling one input. `Err` ends the session.
-type Handled = Result<(), SessionEnd>;
+/// Owner of the connection's outbound queue.
+enum Binding {
+    /// No session yet: the driver owns the queue.
+    Unbound(Outbound),
+    /// A session, which owns the queue.
+    Bound(SessionHandle),
+    /// Nothing any more: the queue was closed.
+    Closed,
+}
 
-struct Connection {
+/// Reason the driver stopped reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DriverEnd {
+    /// The connection ended or failed on the client's side.
+    Transport(TransportEnd),
+    /// The writer sent its close frame or failed.
+    WriterDone,
+    /// The server is shutting down while no session owns the queue.
+    Shutdown,
+}
+
+/// Result of handling one frame. `Err` stops reading.
+type Handled = Result<(), DriverEnd>;
+
+struct Driver {
     state: AppState,
+    connection_id: u64,
     stream: SplitStream<WebSocket>,
-    outbound: Outbound,
-    session: Session,
-    /// Events of the joined room, or `None` before `join`.
-    room_events: Option<mpsc::UnboundedReceiver<RoomEvent>>,
-    /// Events from the SFU, or `None` before `join` and after the SFU dropped its sender.
-    sfu_events: Option<mpsc::UnboundedReceiver<ServerMessage>>,
+    binding: Binding,
+    writer: JoinHandle<Result<(), OutboundError>>,
+    writer_done: bool,
 }
 
-impl Connection {
-    /// Handles client frames, room events, SFU events and shutdown until the session ends.
-    async fn serve(&mut self) -> SessionEnd {
+impl Driver {
+    /// Reads frames until the connection ends, the writer stops or, before `join`, the server
+    /// shuts down.
+    async fn serve(&mut self) -> DriverEnd {
+        let ping_timeout = self.state.config.ping_timeout;
+        let mut last_read = Instant::now();
         loop {
             // Frames that arrived in one read are decoded from memory without touching the
-            // socket, so without this a burst of input would be handled without yielding and
-            // the writer task could not drain the queue in between. Yields only once the task's
-            // cooperative budget is spent.
+            // socket, so without this a burst of input would be handled without yielding.
             tokio::task::consume_budget().await;
 
+            let unbound = matches!(self.binding, Binding::Unbound(_));
             let handled = tokio::select! {
-                frame = self.stream.next() => self.on_frame(frame).await,
-                Some(event) = next_event(&mut self.room_events) => self.send(event.into()),
-                Some(message) = next_event(&mut self.sfu_events) => self.send(message),
-                () = self.state.shutdown.cancelled() => Err(SessionEnd::Shutdown),
+                frame = self.stream.next() => {
+                    last_read = Instant::now();
+                    self.on_frame(frame).await
+                }
+                result = &mut self.writer, if !self.writer_done => {
+                    self.writer_done = true;
+                    log_writer_result(result);
+                    Err(DriverEnd::WriterDone)
+                }
+                () = tokio::time::sleep_until(last_read + ping_timeout) => {
+                    debug!(?ping_timeout, "no frame from the client within the ping timeout");
+                    Err(DriverEnd::Transport(TransportEnd::PingTimeout))
+                }
+                () = self.state.shutdown.cancelled(), if unbound => Err(DriverEnd::Shutdown),
             };
             if let Err(end) = handled {
                 return end;
@@ -115,169 +148,220 @@ impl Connection {
             Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
             Some(Ok(Message::Binary(data))) => {
                 debug!(bytes = data.len(), "binary frame rejected");
-                self.reply_error(
+                self.reject(
                     ErrorCode::InvalidJson,
                     "binary frames are not accepted, send JSON in text frames",
                 )
             }
-            // tungstenite replies to pings itself.
+            // tungstenite replies to pings itself; a pong only shows that the client is alive.
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
             Some(Ok(Message::Close(frame))) => {
                 debug!(?frame, "client sent close frame");
-                Err(SessionEnd::ClientClosed)
+                Err(DriverEnd::Transport(TransportEnd::ClientClosed))
             }
             Some(Err(error)) if is_message_too_large(&error) => {
                 debug!(%error, limit = self.state.config.max_message_size, "client message too large");
-                Err(SessionEnd::MessageTooLarge)
+                Err(DriverEnd::Transport(TransportEnd::MessageTooLarge))
             }
             Some(Err(error)) => {
-                // Protocol violations and text frames that are not UTF-8 end up here. The session
-                // cannot go on, because tungstenite reads nothing more after any error.
+                // Protocol violations and text frames that are not UTF-8 end up here. The
+                // connection cannot go on, because tungstenite reads nothing more after any
+                // error.
                 debug!(%error, "reading from the WebSocket failed");
-                Err(SessionEnd::Disconnected)
+                Err(DriverEnd::Transport(TransportEnd::Disconnected))
             }
-            None => Err(SessionEnd::Disconnected),
+            None => Err(DriverEnd::Transport(TransportEnd::Disconnected)),
         }
     }
 
     async fn on_text(&mut self, text: &str) -> Handled {
-        let message = match decode(text) {
-            Ok(message) => message,
-            Err(error) => {
-                debug!(%error, "invalid client message");
-                return self.reply_error(error.code(), error.to_string());
-            }
-        };
-
-        match self.session.handle(message) {
-            Step::Reply(reply) => {
-                debug!(?reply, "rejected client message");
-                self.send(reply)
-            }
-            Step::Join { room, name } => self.join(room, name).await,
-            Step::Forward {
-                participant_id,
-                request,
-            } => {
-                self.forward(&participant_id, request);
+        match &self.binding {
+            Binding::Bound(session) => {
+                let input = Input::Text {
+                    connection: self.connection_id,
+                    text: text.to_owned(),
+                };
+                // A session that ended has closed the queue, and the writer stops soon.
+                let _ = session.send(input);
                 Ok(())
             }
-            Step::Leave => Err(SessionEnd::Left),
+            Binding::Unbound(_) => self.on_unbound_text(text).await,
+            Binding::Closed => Ok(()),
         }
     }
 
-    async fn join(&mut self, room: RoomName, name: DisplayName) -> Handled {
-        let participant_id = ParticipantId::random();
-        let (room_events, room_receiver) = mpsc::unbounded_channel();
-        let member = Member {
-            id: participant_id.clone(),
-            name: name.into_string(),
-            events: room_events,
-        };
-        let others = match self.state.store.join(&room, member).await {
-            Ok(others) => others,
-            Err(err) => {
-                error!(
-                    error = &err as &dyn std::error::Error,
-                    room_id = %room,
-                    "room store failed to add participant"
-                );
-                return self.reply_error(
-                    ErrorCode::InternalError,
-                    "could not join the room, try again",
-                );
+    fn reject(&mut self, code: ErrorCode, message: &'static str) -> Handled {
+        match &self.binding {
+            Binding::Bound(session) => {
+                let _ = session.send(Input::Rejected {
+                    connection: self.connection_id,
+                    code,
+                    message,
+                });
+                Ok(())
+            }
+            Binding::Unbound(_) => self.reply(None, ServerMessage::error(code, message)),
+            Binding::Closed => Ok(()),
+        }
+    }
+
+    async fn on_unbound_text(&mut self, text: &str) -> Handled {
+        let frame = match decode_with_id(text) {
+            Ok(frame) => frame,
+            Err((request_id, error)) => {
+                debug!(%error, "invalid client message");
+                let reply = ServerMessage::error(error.code(), error.to_string());
+                return self.reply(request_id, reply);
             }
         };
-
-        // From here on, `finish` removes the participant from the room and the SFU however the
-        // session ends.
-        self.session.joined(room.clone(), participant_id.clone());
-        let span = Span::current();
-        span.record("room_id", room.as_str());
-        span.record("participant_id", participant_id.as_str());
-        info!(others = others.len(), "participant joined");
-
-        // Room and SFU events are read only after `joined` is queued, so it reaches the client
-        // first.
-        self.room_events = Some(room_receiver);
-        let (sfu_events, sfu_receiver) = mpsc::unbounded_channel();
-        self.state
-            .sfu
-            .join(room.as_str(), participant_id.as_str(), sfu_events);
-        self.sfu_events = Some(sfu_receiver);
-
-        self.send(ServerMessage::Joined {
-            room: room.as_str().to_owned(),
-            participant_id: participant_id.as_str().to_owned(),
-            participants: others,
-            ice_servers: self
-                .state
-                .config
-                .ice_servers_for(participant_id.as_str(), SystemTime::now()),
-        })
-    }
-
-    fn forward(&self, participant_id: &ParticipantId, request: SfuRequest) {
-        let sfu = &self.state.sfu;
-        let id = participant_id.as_str();
-        match request {
-            SfuRequest::PublishOffer(sdp) => sfu.publish_offer(id, sdp),
-            SfuRequest::SubscriberAnswer(sdp) => sfu.subscriber_answer(id, sdp),
-            SfuRequest::Candidate(target, candidate) => sfu.add_candidate(id, target, candidate),
+        match unbound_step(frame.message) {
+            Unbound::Reply(reply) => {
+                debug!(?reply, "rejected client message");
+                self.reply(frame.id, reply)
+            }
+            Unbound::Join(request) => self.join(request, frame.id).await,
+            Unbound::Resume { token, last_seq } => self.resume(&token, last_seq, frame.id).await,
+            Unbound::Leave => {
+                self.reply(frame.id, ServerMessage::Ok)?;
+                self.close(CloseCode::Normal, None);
+                Ok(())
+            }
         }
     }
 
-    fn reply_error(&self, code: ErrorCode, message: impl Into<String>) -> Handled {
-        self.send(ServerMessage::error(code, message))
+    async fn join(&mut self, request: JoinRequest, request_id: Option<String>) -> Handled {
+        let Binding::Unbound(outbound) = std::mem::replace(&mut self.binding, Binding::Closed)
+        else {
+            return Ok(());
+        };
+        let connection = Some((self.connection_id, outbound));
+        match join(&self.state, request, request_id.clone(), connection).await {
+            Ok(joined) => {
+                debug!(participant_id = %joined.participant_id, "connection carries a new session");
+                self.binding = Binding::Bound(joined.handle);
+                Ok(())
+            }
+            Err(Rejected { reply, outbound }) => {
+                if let Some(outbound) = outbound {
+                    self.binding = Binding::Unbound(outbound);
+                }
+                self.reply(request_id, reply)
+            }
+        }
     }
 
-    /// Queues a message for the client. A full queue ends the session as a slow consumer.
-    fn send(&self, message: ServerMessage) -> Handled {
-        match self.outbound.push(message) {
+    async fn resume(&mut self, token: &str, last_seq: u64, request_id: Option<String>) -> Handled {
+        let Some(session) = self.state.find_session(token) else {
+            debug!("resume with an unknown or expired token");
+            return self.reply(request_id, not_resumed());
+        };
+        let Binding::Unbound(outbound) = std::mem::replace(&mut self.binding, Binding::Closed)
+        else {
+            return Ok(());
+        };
+        let (reply, result) = oneshot::channel();
+        let attach = Attach {
+            connection: self.connection_id,
+            outbound,
+            last_seq,
+            request_id: request_id.clone(),
+            reply,
+        };
+        if let Err(mpsc_error) = session.send(Input::Attach(attach)) {
+            // The session ended between the lookup and the send.
+            let Input::Attach(attach) = mpsc_error.0 else {
+                unreachable!("the input sent was an Attach");
+            };
+            self.binding = Binding::Unbound(attach.outbound);
+            return self.reply(request_id, not_resumed());
+        }
+        match result.await {
+            Ok(Ok(())) => {
+                self.binding = Binding::Bound(session);
+                Ok(())
+            }
+            Ok(Err(outbound)) => {
+                self.binding = Binding::Unbound(outbound);
+                self.reply(request_id, not_resumed())
+            }
+            // The session ended while taking the connection, and dropped its queue.
+            Err(_) => Err(DriverEnd::WriterDone),
+        }
+    }
+
+    /// Queues a reply without a sequence number, before the connection carries a session.
+    fn reply(&mut self, request_id: Option<String>, message: ServerMessage) -> Handled {
+        let Binding::Unbound(outbound) = &self.binding else {
+            return Ok(());
+        };
+        let Some(encoded) = encode(&ServerFrame::reply(request_id, message)) else {
+            return Ok(());
+        };
+        match outbound.push(encoded) {
             Ok(()) => Ok(()),
             Err(OutboundError::Full { capacity }) => {
                 debug!(
                     capacity,
                     "outbound queue is full because the client is not reading"
                 );
-                Err(SessionEnd::SlowConsumer)
+                self.close(CloseCode::SlowConsumer, None);
+                Ok(())
             }
             Err(OutboundError::WriterStopped | OutboundError::Write(_)) => {
-                Err(SessionEnd::Disconnected)
+                Err(DriverEnd::Transport(TransportEnd::Disconnected))
             }
         }
     }
 
-    /// Removes the participant from the SFU and the room, sends the farewell and close frame,
-    /// and waits, at most `close_timeout` for each, for the writer and for the client's close
-    /// reply.
-    async fn finish(mut self, end: SessionEnd, mut writer: JoinHandle<Result<(), OutboundError>>) {
-        // Leave first, so the others hear about it even when the client is too slow for the
-        // close frame.
-        if let Some((room, participant_id)) = self.session.membership() {
-            self.state.sfu.leave(participant_id.as_str());
-            if let Err(err) = self.state.store.leave(room, participant_id).await {
-                error!(
-                    error = &err as &dyn std::error::Error,
-                    "room store failed to remove participant"
+    /// Queues `farewell` and a close frame, if the driver still owns the queue.
+    fn close(&mut self, code: CloseCode, farewell: Option<ServerMessage>) {
+        if let Binding::Unbound(outbound) = std::mem::replace(&mut self.binding, Binding::Closed) {
+            let farewell = farewell.and_then(|message| encode(&ServerFrame::event(message)));
+            outbound.close(farewell, code);
+        }
+    }
+
+    /// Detaches the connection from its session or closes it, then waits, at most
+    /// `close_timeout` for each, for the writer and for the client's close reply.
+    async fn finish(mut self, end: DriverEnd) {
+        let client_gone = matches!(
+            end,
+            DriverEnd::Transport(
+                TransportEnd::ClientClosed | TransportEnd::Disconnected | TransportEnd::PingTimeout
+            )
+        );
+        match (&self.binding, end) {
+            (Binding::Bound(session), DriverEnd::Transport(transport_end)) => {
+                let _ = session.send(Input::Detach {
+                    connection: self.connection_id,
+                    end: transport_end,
+                });
+            }
+            (Binding::Unbound(_), DriverEnd::Transport(TransportEnd::MessageTooLarge)) => {
+                self.close(
+                    CloseCode::MessageTooBig,
+                    SessionEnd::MessageTooLarge.farewell(),
                 );
             }
+            (Binding::Unbound(_), DriverEnd::Shutdown) => {
+                self.close(CloseCode::GoingAway, SessionEnd::Shutdown.farewell());
+            }
+            _ => {}
         }
+        self.binding = Binding::Closed;
 
         let close_timeout = self.state.config.close_timeout;
-        match end.close_code() {
-            Some(code) => self.outbound.close(end.farewell(), code),
+        if client_gone {
             // The client is gone or already closing, so what is still queued is of no use.
-            None => writer.abort(),
+            self.writer.abort();
         }
-        match tokio::time::timeout(close_timeout, &mut writer).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(err))) => debug!(error = %err, "writer stopped"),
-            Ok(Err(join_error)) if join_error.is_cancelled() => {}
-            Ok(Err(join_error)) => error!(error = %join_error, "writer task failed"),
-            Err(_) => {
-                debug!(?close_timeout, "timed out sending the close frame");
-                writer.abort();
+        if !self.writer_done {
+            match tokio::time::timeout(close_timeout, &mut self.writer).await {
+                Ok(result) => log_writer_result(result),
+                Err(_) => {
+                    debug!(?close_timeout, "timed out sending the close frame");
+                    self.writer.abort();
+                }
             }
         }
 
@@ -290,21 +374,24 @@ impl Connection {
         if tokio::time::timeout(close_timeout, drain).await.is_err() {
             debug!(?close_timeout, "timed out waiting for the client to close");
         }
-        info!(reason = %end, "session ended");
+        debug!(?end, "connection closed");
     }
 }
 
-/// Receives from an optional channel. Stays pending while there is no channel, and drops the
-/// channel once it is closed so the caller's `select!` does not poll it again.
-async fn next_event<T>(receiver: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
-    let Some(channel) = receiver else {
-        return std::future::pending().await;
-    };
-    let event = channel.recv().await;
-    if event.is_none() {
-        *receiver = None;
+fn not_resumed() -> ServerMessage {
+    ServerMessage::Resumed {
+        resumed: false,
+        last_seq: 0,
     }
-    event
+}
+
+fn log_writer_result(result: Result<Result<(), OutboundError>, tokio::task::JoinError>) {
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => debug!(error = %err, "writer stopped"),
+        Err(join_error) if join_error.is_cancelled() => {}
+        Err(join_error) => error!(error = %join_error, "writer task failed"),
+    }
 }
 
 /// Tells whether a read failed because a frame or message was over the configured limit.

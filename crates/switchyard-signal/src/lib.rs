@@ -36,9 +36,13 @@
 mod config;
 mod connection;
 mod decode;
+mod join;
 mod names;
 mod outbound;
+mod outbox;
+mod participant;
 mod relay;
+mod requests;
 mod session;
 mod state;
 mod store;
@@ -48,8 +52,10 @@ use axum::Router;
 
 pub use config::{
     SignalConfig, DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_OUTBOUND_QUEUE,
+    DEFAULT_OUTBOX_AGE, DEFAULT_OUTBOX_MESSAGES, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT,
+    DEFAULT_RECONNECT_GRACE,
 };
-pub use decode::{decode, DecodeError};
+pub use decode::{decode, decode_with_id, DecodeError, MAX_REQUEST_ID_CHARS};
 pub use names::{
     DisplayName, NameError, ParticipantId, RoomName, MAX_DISPLAY_NAME_CHARS, MAX_ROOM_NAME_CHARS,
 };

@@ -127,6 +127,13 @@ impl fmt::Display for ParticipantId {
     }
 }
 
+/// Returns 128 random bits from the thread-local CSPRNG as 32 lowercase hex digits, for resume
+/// tokens.
+pub(crate) fn random_token() -> String {
+    let bits: u128 = rand::rng().random();
+    format!("{bits:032x}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,22 +1,36 @@
-//! The one ordered, bounded queue of frames for a client, and the writer task that drains it.
+//! The one ordered, bounded queue of frames for a client connection, and the WebSocket writer
+//! task that drains it.
 //!
-//! Room events, SFU events and error replies all pass through [`Outbound::push`], so frames
-//! reach the client in the order they were pushed. The queue has one producer, the session
-//! driver, which keeps one slot free for the close frame: a session can always end with its
-//! close code even when the client stopped reading and the queue is full.
+//! Room events, SFU events and replies all pass through [`Outbound::push`], so frames reach the
+//! client in the order they were pushed. The queue has one producer at a time: the connection
+//! driver before `join`, the session after. That producer keeps one slot free for the close
+//! frame, so a connection can always end with its close code even when the client stopped
+//! reading and the queue is full.
+
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::SplitSink;
 use futures_util::SinkExt;
-use switchyard_proto::{CloseCode, ServerMessage};
+use switchyard_proto::{CloseCode, ServerFrame};
 use tokio::sync::mpsc;
 use tracing::{error, trace};
+
+/// A server message encoded as JSON text, with its sequence number if it has one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Encoded {
+    pub seq: Option<u64>,
+    pub text: Utf8Bytes,
+}
 
 /// Item of the outbound queue.
 #[derive(Debug)]
 pub(crate) enum Outgoing {
     /// A message to send as a JSON text frame.
-    Message(ServerMessage),
+    Message(Encoded),
+    /// Messages to send one after another, for example the replay after a resume. They take
+    /// one slot of the queue.
+    Batch(Vec<Encoded>),
     /// A close frame, after which the writer stops.
     Close(CloseCode),
 }
@@ -55,7 +69,16 @@ pub(crate) fn channel(capacity: usize) -> (Outbound, mpsc::Receiver<Outgoing>) {
 
 impl Outbound {
     /// Queues a message without waiting.
-    pub(crate) fn push(&self, message: ServerMessage) -> Result<(), OutboundError> {
+    pub(crate) fn push(&self, message: Encoded) -> Result<(), OutboundError> {
+        self.push_item(Outgoing::Message(message))
+    }
+
+    /// Queues several messages in one slot without waiting.
+    pub(crate) fn push_batch(&self, messages: Vec<Encoded>) -> Result<(), OutboundError> {
+        self.push_item(Outgoing::Batch(messages))
+    }
+
+    fn push_item(&self, item: Outgoing) -> Result<(), OutboundError> {
         if self.sender.is_closed() {
             return Err(OutboundError::WriterStopped);
         }
@@ -67,12 +90,12 @@ impl Outbound {
             });
         }
         self.sender
-            .try_send(Outgoing::Message(message))
+            .try_send(item)
             .map_err(|_| OutboundError::WriterStopped)
     }
 
     /// Queues `farewell` if there is room for it, then the close frame, and consumes the queue.
-    pub(crate) fn close(self, farewell: Option<ServerMessage>, code: CloseCode) {
+    pub(crate) fn close(self, farewell: Option<Encoded>, code: CloseCode) {
         if let Some(message) = farewell {
             // A full queue means a slow client, which gets only the close code.
             let _ = self.push(message);
@@ -83,25 +106,38 @@ impl Outbound {
 }
 
 /// Sends the queued frames in order until a close frame was sent, the queue's producer is
-/// dropped, or the socket fails.
+/// dropped, or the socket fails. Sends a ping every `ping_interval` so that the reader can
+/// tell a dead peer from a quiet one.
 pub(crate) async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut queue: mpsc::Receiver<Outgoing>,
+    ping_interval: Duration,
 ) -> Result<(), OutboundError> {
-    while let Some(first) = queue.recv().await {
+    let mut ping =
+        tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = tokio::select! {
+            item = queue.recv() => match item {
+                Some(item) => item,
+                None => return Ok(()),
+            },
+            _ = ping.tick() => {
+                sink.send(Message::Ping(Default::default()))
+                    .await
+                    .map_err(OutboundError::Write)?;
+                continue;
+            }
+        };
         // Buffer everything already waiting and flush once, instead of once per frame.
         let mut next = Some(first);
         while let Some(item) = next {
             match item {
-                Outgoing::Message(message) => {
-                    let Some(frame) = encode(&message) else {
-                        next = queue.try_recv().ok();
-                        continue;
-                    };
-                    trace!(bytes = frame.len(), "sending message");
-                    sink.feed(Message::Text(frame))
-                        .await
-                        .map_err(OutboundError::Write)?;
+                Outgoing::Message(message) => feed(&mut sink, message).await?,
+                Outgoing::Batch(messages) => {
+                    for message in messages {
+                        feed(&mut sink, message).await?;
+                    }
                 }
                 Outgoing::Close(code) => {
                     sink.send(close_frame(code))
@@ -114,15 +150,32 @@ pub(crate) async fn write_loop(
         }
         sink.flush().await.map_err(OutboundError::Write)?;
     }
-    Ok(())
 }
 
-fn encode(message: &ServerMessage) -> Option<Utf8Bytes> {
-    match serde_json::to_string(message) {
-        Ok(text) => Some(text.into()),
+async fn feed(
+    sink: &mut SplitSink<WebSocket, Message>,
+    message: Encoded,
+) -> Result<(), OutboundError> {
+    trace!(
+        seq = message.seq,
+        bytes = message.text.len(),
+        "sending message"
+    );
+    sink.feed(Message::Text(message.text))
+        .await
+        .map_err(OutboundError::Write)
+}
+
+/// Encodes a frame as JSON text. Returns `None`, after logging, if encoding fails, which would
+/// be a bug: `ServerFrame` has only string keys and plain values.
+pub(crate) fn encode(frame: &ServerFrame) -> Option<Encoded> {
+    match serde_json::to_string(frame) {
+        Ok(text) => Some(Encoded {
+            seq: frame.seq,
+            text: text.into(),
+        }),
         Err(err) => {
-            // `ServerMessage` has only string keys and plain values, so this is a bug.
-            error!(error = %err, ?message, "could not encode server message, dropping it");
+            error!(error = %err, ?frame, "could not encode server message, dropping it");
             None
         }
     }
@@ -134,6 +187,7 @@ fn close_frame(code: CloseCode) -> Message {
         CloseCode::GoingAway => "server shutdown",
         CloseCode::MessageTooBig => "message too large",
         CloseCode::SlowConsumer => "slow consumer",
+        CloseCode::Superseded => "resumed on another connection",
     };
     Message::Close(Some(CloseFrame {
         code: code.code(),
@@ -144,10 +198,11 @@ fn close_frame(code: CloseCode) -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchyard_proto::ErrorCode;
-
-    fn message(n: usize) -> ServerMessage {
-        ServerMessage::error(ErrorCode::InvalidJson, n.to_string())
+    fn message(n: usize) -> Encoded {
+        Encoded {
+            seq: Some(n as u64),
+            text: Utf8Bytes::from(n.to_string()),
+        }
     }
 
     #[test]
@@ -218,6 +273,7 @@ mod tests {
             CloseCode::GoingAway,
             CloseCode::MessageTooBig,
             CloseCode::SlowConsumer,
+            CloseCode::Superseded,
         ];
         for code in codes {
             let Message::Close(Some(frame)) = close_frame(code) else {

@@ -1,43 +1,45 @@
-//! Session state machine: what each client message means before and after `join`, and how a
-//! session ends. It performs no I/O, and [`crate::connection`] carries out the returned
-//! [`Step`]s.
+//! Meaning of each client message on a connection that has not joined yet and in a joined
+//! session, and the reasons a session or one of its transports ends. Nothing here does I/O:
+//! [`crate::connection`] and [`crate::participant`] carry out the returned steps.
 
 use std::fmt;
 
 use switchyard_proto::{Candidate, ClientMessage, CloseCode, ErrorCode, ServerMessage, Target};
 
-use crate::names::{DisplayName, ParticipantId, RoomName};
+use crate::names::{DisplayName, RoomName};
 
-/// Stage of a session.
+/// A validated `join`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Phase {
-    /// Connected, accepting only `join` and `leave`.
-    AwaitingJoin,
-    /// Member of a room.
-    Joined {
-        room: RoomName,
-        participant_id: ParticipantId,
-    },
+pub(crate) struct JoinRequest {
+    pub room: RoomName,
+    /// Display name from the message; empty when the token is to supply it.
+    pub name: String,
+    pub token: Option<String>,
+    pub identity: Option<String>,
 }
 
-/// State of one client connection.
-#[derive(Debug)]
-pub(crate) struct Session {
-    phase: Phase,
+/// Action for a client message on a connection that carries no session yet.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Unbound {
+    /// Send this reply, usually an `error`, without a sequence number.
+    Reply(ServerMessage),
+    /// Enter a room and start a session.
+    Join(JoinRequest),
+    /// Attach the connection to an existing session.
+    Resume { token: String, last_seq: u64 },
+    /// Close the connection with code 1000.
+    Leave,
 }
 
-/// Action the connection driver takes for one client message.
+/// Action for a client message in a joined session.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Step {
-    /// Send this message, usually an `error`, to the client.
+    /// Send this reply to the request.
     Reply(ServerMessage),
-    /// Enter the room, then call [`Session::joined`].
-    Join { room: RoomName, name: DisplayName },
-    /// Pass a request on to the SFU.
-    Forward {
-        participant_id: ParticipantId,
-        request: SfuRequest,
-    },
+    /// Pass a request on to the SFU, which replies.
+    Forward(SfuRequest),
+    /// Apply a cumulative acknowledgement.
+    Ack(u64),
     /// End the session with close code 1000.
     Leave,
 }
@@ -53,81 +55,95 @@ pub(crate) enum SfuRequest {
     Candidate(Target, Candidate),
 }
 
-impl Session {
-    pub(crate) fn new() -> Self {
-        Session {
-            phase: Phase::AwaitingJoin,
-        }
-    }
-
-    /// Decides what a decoded client message leads to.
-    pub(crate) fn handle(&self, message: ClientMessage) -> Step {
-        match (&self.phase, message) {
-            (_, ClientMessage::Leave) => Step::Leave,
-
-            (Phase::AwaitingJoin, ClientMessage::Join { room, name }) => validate_join(room, name),
-            (Phase::AwaitingJoin, _) => Step::Reply(ServerMessage::error(
-                ErrorCode::NotJoined,
-                "send `join` before any other message",
-            )),
-
-            (Phase::Joined { room, .. }, ClientMessage::Join { .. }) => {
-                Step::Reply(ServerMessage::error(
-                    ErrorCode::AlreadyJoined,
-                    format!(
-                        "this connection has already joined room {:?}",
-                        room.as_str()
-                    ),
-                ))
-            }
-            (Phase::Joined { participant_id, .. }, ClientMessage::Offer { sdp }) => {
-                forward(participant_id, SfuRequest::PublishOffer(sdp))
-            }
-            (Phase::Joined { participant_id, .. }, ClientMessage::Answer { sdp }) => {
-                forward(participant_id, SfuRequest::SubscriberAnswer(sdp))
-            }
-            (
-                Phase::Joined { participant_id, .. },
-                ClientMessage::Candidate { target, candidate },
-            ) => forward(participant_id, SfuRequest::Candidate(target, candidate)),
-        }
-    }
-
-    /// Records that the room store accepted the join.
-    pub(crate) fn joined(&mut self, room: RoomName, participant_id: ParticipantId) {
-        self.phase = Phase::Joined {
+/// Decides what a client message does before the connection has joined or resumed.
+pub(crate) fn unbound_step(message: ClientMessage) -> Unbound {
+    match message {
+        ClientMessage::Join {
             room,
-            participant_id,
-        };
-    }
-
-    /// Returns the room and participant id once joined.
-    pub(crate) fn membership(&self) -> Option<(&RoomName, &ParticipantId)> {
-        match &self.phase {
-            Phase::AwaitingJoin => None,
-            Phase::Joined {
+            name,
+            token,
+            identity,
+        } => match RoomName::parse(room) {
+            Ok(room) => Unbound::Join(JoinRequest {
                 room,
-                participant_id,
-            } => Some((room, participant_id)),
-        }
-    }
-}
-
-fn validate_join(room: String, name: String) -> Step {
-    let names = RoomName::parse(room).and_then(|room| Ok((room, DisplayName::parse(name)?)));
-    match names {
-        Ok((room, name)) => Step::Join { room, name },
-        Err(error) => Step::Reply(ServerMessage::error(
-            ErrorCode::InvalidName,
-            error.to_string(),
+                name,
+                token,
+                identity,
+            }),
+            Err(error) => Unbound::Reply(ServerMessage::error(
+                ErrorCode::InvalidName,
+                error.to_string(),
+            )),
+        },
+        ClientMessage::Resume { token, last_seq } => Unbound::Resume { token, last_seq },
+        ClientMessage::Leave => Unbound::Leave,
+        ClientMessage::Offer { .. }
+        | ClientMessage::Answer { .. }
+        | ClientMessage::Candidate { .. }
+        | ClientMessage::Ack { .. } => Unbound::Reply(ServerMessage::error(
+            ErrorCode::NotJoined,
+            "send `join` or `resume` before any other message",
         )),
     }
 }
 
-fn forward(participant_id: &ParticipantId, request: SfuRequest) -> Step {
-    Step::Forward {
-        participant_id: participant_id.clone(),
-        request,
+/// Decides what a client message does in a session joined to `room`.
+pub(crate) fn joined_step(room: &RoomName, message: ClientMessage) -> Step {
+    match message {
+        ClientMessage::Leave => Step::Leave,
+        ClientMessage::Join { .. } | ClientMessage::Resume { .. } => {
+            Step::Reply(ServerMessage::error(
+                ErrorCode::AlreadyJoined,
+                format!(
+                    "this connection has already joined room {:?}",
+                    room.as_str()
+                ),
+            ))
+        }
+        ClientMessage::Offer { sdp } => Step::Forward(SfuRequest::PublishOffer(sdp)),
+        ClientMessage::Answer { sdp } => Step::Forward(SfuRequest::SubscriberAnswer(sdp)),
+        ClientMessage::Candidate { target, candidate } => {
+            Step::Forward(SfuRequest::Candidate(target, candidate))
+        }
+        ClientMessage::Ack { seq } => Step::Ack(seq),
+    }
+}
+
+/// Picks the display name of a join: the token's when it has one, else the message's.
+pub(crate) fn display_name(
+    from_message: String,
+    from_token: Option<String>,
+) -> Result<DisplayName, ServerMessage> {
+    let name = match from_token {
+        Some(name) if !name.is_empty() => name,
+        _ => from_message,
+    };
+    DisplayName::parse(name)
+        .map_err(|error| ServerMessage::error(ErrorCode::InvalidName, error.to_string()))
+}
+
+/// Reason a transport stopped carrying its session, as its driver saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TransportEnd {
+    /// The client sent a close frame.
+    ClientClosed,
+    /// The connection failed or the client went away without a close frame.
+    Disconnected,
+    /// Nothing arrived from the client within the ping timeout.
+    PingTimeout,
+    /// A client message was larger than the limit.
+    MessageTooLarge,
+}
+
+impl fmt::Display for TransportEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let reason = match self {
+            TransportEnd::ClientClosed => "client closed the connection",
+            TransportEnd::Disconnected => "connection lost",
+            TransportEnd::PingTimeout => "no reply to pings",
+            TransportEnd::MessageTooLarge => "message too large",
+        };
+        f.write_str(reason)
     }
 }
 
@@ -136,16 +152,14 @@ fn forward(participant_id: &ParticipantId, request: SfuRequest) -> Step {
 pub(crate) enum SessionEnd {
     /// The client sent `leave`.
     Left,
-    /// The client sent a close frame.
-    ClientClosed,
-    /// The connection failed or the client went away without a close frame.
-    Disconnected,
     /// A client message was larger than the limit.
     MessageTooLarge,
-    /// The client's outbound queue was full.
-    SlowConsumer,
     /// The server is shutting down.
     Shutdown,
+    /// No connection resumed the session within the grace period.
+    GraceExpired,
+    /// A resume found messages missing, so the client has to join again.
+    ResumeFailed,
 }
 
 impl SessionEnd {
@@ -170,9 +184,8 @@ impl SessionEnd {
         match self {
             SessionEnd::Left => Some(CloseCode::Normal),
             SessionEnd::MessageTooLarge => Some(CloseCode::MessageTooBig),
-            SessionEnd::SlowConsumer => Some(CloseCode::SlowConsumer),
             SessionEnd::Shutdown => Some(CloseCode::GoingAway),
-            SessionEnd::ClientClosed | SessionEnd::Disconnected => None,
+            SessionEnd::GraceExpired | SessionEnd::ResumeFailed => None,
         }
     }
 }
@@ -181,11 +194,10 @@ impl fmt::Display for SessionEnd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let reason = match self {
             SessionEnd::Left => "client left",
-            SessionEnd::ClientClosed => "client closed the connection",
-            SessionEnd::Disconnected => "connection lost",
             SessionEnd::MessageTooLarge => "message too large",
-            SessionEnd::SlowConsumer => "slow consumer",
             SessionEnd::Shutdown => "server shutdown",
+            SessionEnd::GraceExpired => "no resume within the grace period",
+            SessionEnd::ResumeFailed => "resume found messages missing",
         };
         f.write_str(reason)
     }
@@ -199,52 +211,75 @@ mod tests {
         ClientMessage::Join {
             room: room.into(),
             name: name.into(),
+            token: None,
+            identity: None,
         }
     }
 
-    fn error_code(step: &Step) -> Option<ErrorCode> {
-        match step {
-            Step::Reply(ServerMessage::Error { code, .. }) => Some(*code),
+    fn error_code(reply: &ServerMessage) -> Option<ErrorCode> {
+        match reply {
+            ServerMessage::Error { code, .. } => Some(*code),
             _ => None,
         }
     }
 
-    fn joined_session() -> (Session, ParticipantId) {
-        let mut session = Session::new();
-        let id = ParticipantId::from_string("p1".into());
-        session.joined(RoomName::parse("demo".into()).unwrap(), id.clone());
-        (session, id)
+    fn unbound_error(step: Unbound) -> Option<ErrorCode> {
+        match step {
+            Unbound::Reply(reply) => error_code(&reply),
+            _ => None,
+        }
+    }
+
+    fn room() -> RoomName {
+        RoomName::parse("demo".into()).unwrap()
     }
 
     #[test]
     fn valid_join_asks_driver_to_join() {
-        let step = Session::new().handle(join("demo", "Ada"));
+        let step = unbound_step(join("demo", "Ada"));
         assert_eq!(
             step,
-            Step::Join {
-                room: RoomName::parse("demo".into()).unwrap(),
-                name: DisplayName::parse("Ada".into()).unwrap(),
-            }
+            Unbound::Join(JoinRequest {
+                room: room(),
+                name: "Ada".into(),
+                token: None,
+                identity: None,
+            })
         );
     }
 
     #[test]
-    fn bad_names_are_invalid_name() {
-        let session = Session::new();
+    fn bad_room_names_are_invalid_name() {
         let long = "x".repeat(1000);
-        for (room, name) in [("", "Ada"), ("demo", ""), ("demo", long.as_str())] {
-            let step = session.handle(join(room, name));
+        for room in ["", long.as_str(), "a\nb"] {
+            let step = unbound_step(join(room, "Ada"));
             assert_eq!(
-                error_code(&step),
+                unbound_error(step),
                 Some(ErrorCode::InvalidName),
-                "{room:?} {name:?}"
+                "{room:?}"
             );
         }
     }
 
     #[test]
+    fn bad_display_names_are_invalid_name() {
+        let long = "x".repeat(1000);
+        for name in ["", long.as_str()] {
+            let reply = display_name(name.into(), None).unwrap_err();
+            assert_eq!(error_code(&reply), Some(ErrorCode::InvalidName), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn token_name_wins_over_message_name() {
+        let name = display_name("Ada".into(), Some("Grace".into())).unwrap();
+        assert_eq!(name.as_str(), "Grace");
+        let name = display_name("Ada".into(), Some(String::new())).unwrap();
+        assert_eq!(name.as_str(), "Ada");
+    }
+
+    #[test]
     fn messages_before_join_are_not_joined() {
-        let session = Session::new();
         let messages = [
             ClientMessage::Offer { sdp: "v=0".into() },
             ClientMessage::Answer { sdp: "v=0".into() },
@@ -252,23 +287,41 @@ mod tests {
                 target: Target::Publisher,
                 candidate: Candidate::default(),
             },
+            ClientMessage::Ack { seq: 1 },
         ];
         for message in messages {
-            let step = session.handle(message);
-            assert_eq!(error_code(&step), Some(ErrorCode::NotJoined));
+            assert_eq!(
+                unbound_error(unbound_step(message)),
+                Some(ErrorCode::NotJoined)
+            );
         }
     }
 
     #[test]
+    fn resume_before_join_asks_driver_to_resume() {
+        let step = unbound_step(ClientMessage::Resume {
+            token: "t".into(),
+            last_seq: 3,
+        });
+        assert_eq!(
+            step,
+            Unbound::Resume {
+                token: "t".into(),
+                last_seq: 3
+            }
+        );
+    }
+
+    #[test]
     fn second_join_is_already_joined() {
-        let (session, _) = joined_session();
-        let step = session.handle(join("other", "Ada"));
-        assert_eq!(error_code(&step), Some(ErrorCode::AlreadyJoined));
+        let Step::Reply(reply) = joined_step(&room(), join("other", "Ada")) else {
+            panic!("expected a reply");
+        };
+        assert_eq!(error_code(&reply), Some(ErrorCode::AlreadyJoined));
     }
 
     #[test]
     fn joined_session_forwards_negotiation() {
-        let (session, id) = joined_session();
         let cases = [
             (
                 ClientMessage::Offer { sdp: "o".into() },
@@ -287,30 +340,18 @@ mod tests {
             ),
         ];
         for (message, request) in cases {
-            assert_eq!(
-                session.handle(message),
-                Step::Forward {
-                    participant_id: id.clone(),
-                    request,
-                }
-            );
+            assert_eq!(joined_step(&room(), message), Step::Forward(request));
         }
     }
 
     #[test]
-    fn leave_ends_session_in_any_phase() {
-        assert_eq!(Session::new().handle(ClientMessage::Leave), Step::Leave);
-        let (session, _) = joined_session();
-        assert_eq!(session.handle(ClientMessage::Leave), Step::Leave);
-    }
-
-    #[test]
-    fn membership_is_set_by_joined() {
-        assert!(Session::new().membership().is_none());
-        let (session, id) = joined_session();
-        let (room, participant_id) = session.membership().unwrap();
-        assert_eq!(room.as_str(), "demo");
-        assert_eq!(participant_id, &id);
+    fn ack_and_leave_in_joined_session() {
+        assert_eq!(
+            joined_step(&room(), ClientMessage::Ack { seq: 5 }),
+            Step::Ack(5)
+        );
+        assert_eq!(joined_step(&room(), ClientMessage::Leave), Step::Leave);
+        assert_eq!(unbound_step(ClientMessage::Leave), Unbound::Leave);
     }
 
     #[test]
@@ -322,14 +363,13 @@ mod tests {
                 Some(1009),
                 Some(ErrorCode::MessageTooLarge),
             ),
-            (SessionEnd::SlowConsumer, Some(4008), None),
             (
                 SessionEnd::Shutdown,
                 Some(1001),
                 Some(ErrorCode::ServerShutdown),
             ),
-            (SessionEnd::ClientClosed, None, None),
-            (SessionEnd::Disconnected, None, None),
+            (SessionEnd::GraceExpired, None, None),
+            (SessionEnd::ResumeFailed, None, None),
         ];
         for (end, code, farewell) in cases {
             assert_eq!(end.close_code().map(CloseCode::code), code, "{end}");

@@ -1,17 +1,20 @@
 //! Shared state of the WebSocket endpoint.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use switchyard_sfu::SfuHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::SignalConfig;
+use crate::participant::SessionHandle;
 use crate::store::RoomStore;
 
-/// Everything a session needs: settings, the room store, the SFU, the shutdown token and the
-/// tracker of running sessions. Cheap to clone.
+/// Everything a session needs: settings, the room store, the SFU, the shutdown token, the
+/// tracker of running connections and sessions, and the sessions by resume token. Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) config: Arc<SignalConfig>,
@@ -19,7 +22,10 @@ pub struct AppState {
     pub(crate) sfu: SfuHandle,
     pub(crate) shutdown: CancellationToken,
     pub(crate) sessions: TaskTracker,
-    next_session_id: Arc<AtomicU64>,
+    /// Joined sessions by resume token. One lock for the whole map, held only to insert, remove
+    /// or clone a handle.
+    by_token: Arc<Mutex<HashMap<String, SessionHandle>>>,
+    next_connection_id: Arc<AtomicU64>,
 }
 
 impl AppState {
@@ -38,7 +44,8 @@ impl AppState {
             sfu,
             shutdown,
             sessions: TaskTracker::new(),
-            next_session_id: Arc::new(AtomicU64::new(1)),
+            by_token: Arc::default(),
+            next_connection_id: Arc::new(AtomicU64::new(1)),
         }
     }
 
@@ -52,7 +59,8 @@ impl AppState {
         &self.shutdown
     }
 
-    /// Returns the number of WebSocket sessions still running, including ones that are closing.
+    /// Returns the number of connections and sessions still running, including ones that are
+    /// closing.
     pub fn session_count(&self) -> usize {
         self.sessions.len()
     }
@@ -64,8 +72,27 @@ impl AppState {
         self.sessions.wait().await;
     }
 
-    pub(crate) fn next_session_id(&self) -> u64 {
-        self.next_session_id.fetch_add(1, Ordering::Relaxed)
+    pub(crate) fn next_connection_id(&self) -> u64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn register_session(&self, token: &str, handle: SessionHandle) {
+        self.tokens().insert(token.to_owned(), handle);
+    }
+
+    pub(crate) fn unregister_session(&self, token: &str) {
+        self.tokens().remove(token);
+    }
+
+    /// Returns the session with this resume token, if it is still running.
+    pub(crate) fn find_session(&self, token: &str) -> Option<SessionHandle> {
+        self.tokens().get(token).cloned()
+    }
+
+    fn tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, SessionHandle>> {
+        // Every update is a single insert or remove, so the map is consistent even if a panic
+        // ever poisoned the lock.
+        self.by_token.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -100,6 +100,18 @@ pub struct ServerConfig {
     /// publisher connection removes the participant's tracks from every subscriber. Default 25
     /// seconds.
     pub ice_failed_timeout: Duration,
+    /// Time a participant whose connection dropped stays in the room, waiting for a resume.
+    /// Zero removes it at once. Default 20 seconds.
+    pub reconnect_grace: Duration,
+    /// Unacknowledged messages kept per session for resume. Default 1,000.
+    pub outbox_messages: usize,
+    /// Time an unacknowledged message is kept for resume. Default 2 minutes.
+    pub outbox_age: Duration,
+    /// Interval between WebSocket pings. Default 10 seconds.
+    pub ping_interval: Duration,
+    /// Time without any frame from a WebSocket client before its connection counts as dead.
+    /// Default 30 seconds.
+    pub ping_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -116,6 +128,11 @@ impl Default for ServerConfig {
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             ice_disconnected_timeout: sfu.ice_disconnected_timeout,
             ice_failed_timeout: sfu.ice_failed_timeout,
+            reconnect_grace: signal.reconnect_grace,
+            outbox_messages: signal.outbox_messages,
+            outbox_age: signal.outbox_age,
+            ping_interval: signal.ping_interval,
+            ping_timeout: signal.ping_timeout,
         }
     }
 }
@@ -147,6 +164,11 @@ impl ServerConfig {
             ice_failed_timeout: args
                 .ice_failed_timeout
                 .map_or(defaults.ice_failed_timeout, Duration::from_secs),
+            reconnect_grace: defaults.reconnect_grace,
+            outbox_messages: defaults.outbox_messages,
+            outbox_age: defaults.outbox_age,
+            ping_interval: defaults.ping_interval,
+            ping_timeout: defaults.ping_timeout,
         };
         config.validate()?;
         Ok(config)
@@ -188,6 +210,11 @@ impl ServerConfig {
             outbound_queue: self.outbound_queue,
             close_timeout: self.close_timeout,
             ice_servers,
+            reconnect_grace: self.reconnect_grace,
+            outbox_messages: self.outbox_messages,
+            outbox_age: self.outbox_age,
+            ping_interval: self.ping_interval,
+            ping_timeout: self.ping_timeout,
             turn_relay: None,
         }
     }

@@ -61,6 +61,7 @@ async fn bad_input_gets_error_and_connection_stays_up() {
     client.expect_error(ErrorCode::AlreadyJoined).await;
 
     client.send_json(serde_json::json!({"type": "leave"})).await;
+    assert_eq!(client.recv().await, ServerMessage::Ok);
     assert_eq!(client.expect_close().await, 1000);
     server.stop().await;
 }

@@ -112,6 +112,7 @@ async fn leave_announces_participant_left_once() {
     let _grace_joined = ada.recv().await;
 
     grace.send_json(serde_json::json!({"type": "leave"})).await;
+    assert_eq!(grace.recv().await, ServerMessage::Ok);
     assert_eq!(grace.expect_close().await, 1000);
 
     assert_left_once(&server, &mut ada, &grace_id).await;
@@ -119,9 +120,18 @@ async fn leave_announces_participant_left_once() {
     server.stop().await;
 }
 
+/// Returns the loopback configuration without the grace period, so a participant whose
+/// connection drops leaves at once.
+fn no_grace_config() -> switchyard::ServerConfig {
+    switchyard::ServerConfig {
+        reconnect_grace: std::time::Duration::ZERO,
+        ..loopback_config()
+    }
+}
+
 #[tokio::test]
 async fn disconnect_announces_participant_left_once() {
-    let server = TestServer::start(loopback_config()).await;
+    let server = TestServer::start(no_grace_config()).await;
     let mut ada = server.connect().await;
     let mut grace = server.connect().await;
     ada.join("demo", "Ada").await;
@@ -138,7 +148,7 @@ async fn disconnect_announces_participant_left_once() {
 
 #[tokio::test]
 async fn client_close_frame_announces_participant_left_once() {
-    let server = TestServer::start(loopback_config()).await;
+    let server = TestServer::start(no_grace_config()).await;
     let mut ada = server.connect().await;
     let mut grace = server.connect().await;
     ada.join("demo", "Ada").await;

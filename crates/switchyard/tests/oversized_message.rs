@@ -35,7 +35,12 @@ fn send_in_background(mut writer: Writer, frames: Vec<Message>) -> tokio::task::
 
 /// Joins Ada and Grace, has Grace send `frames`, and checks the outcome for both.
 async fn assert_too_large_closes_sender(frames: Vec<Message>) {
-    let server = TestServer::start(loopback_config()).await;
+    // Without a grace period the sender leaves the room as soon as its connection is closed.
+    let config = switchyard::ServerConfig {
+        reconnect_grace: std::time::Duration::ZERO,
+        ..loopback_config()
+    };
+    let server = TestServer::start(config).await;
     let mut ada = server.connect().await;
     let mut grace = server.connect().await;
     ada.join("demo", "Ada").await;

@@ -33,6 +33,8 @@ async fn assert_slow_client_closed(outbound_queue: usize) {
         outbound_queue,
         // Long enough for the client below to read its backlog and reach the close frame.
         close_timeout: Duration::from_secs(60),
+        // The slow client leaves the room as soon as its connection is closed.
+        reconnect_grace: Duration::ZERO,
         ..loopback_config()
     };
     let server = TestServer::start(config).await;

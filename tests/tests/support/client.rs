@@ -154,6 +154,8 @@ impl Participant {
             ClientMessage::Join {
                 room: room.to_owned(),
                 name: name.to_owned(),
+                token: None,
+                identity: None,
             },
         );
         let first = tokio::time::timeout(WAIT_TIMEOUT, receiver.recv())

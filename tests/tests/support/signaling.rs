@@ -105,5 +105,7 @@ pub fn message_type(message: &ServerMessage) -> &'static str {
         ServerMessage::TrackAdded { .. } => "track_added",
         ServerMessage::TrackRemoved { .. } => "track_removed",
         ServerMessage::Error { .. } => "error",
+        ServerMessage::Resumed { .. } => "resumed",
+        ServerMessage::Ok => "ok",
     }
 }

@@ -1,0 +1,488 @@
+//! The session task of one joined participant. It outlives the connections that carry it:
+//! a WebSocket or an SSE stream attaches, detaches when it drops, and a new one attaches with
+//! `resume`.
+//!
+//! The task owns the session's [`Outbox`] and [`RequestCache`], reads room and SFU events,
+//! numbers every message it sends, and pushes it into the attached connection's queue. Without
+//! a connection, messages wait in the outbox, and the participant stays in the room until
+//! [`SignalConfig::reconnect_grace`](crate::SignalConfig::reconnect_grace) has passed.
+
+use std::time::{Instant, SystemTime};
+
+use switchyard_proto::{CloseCode, ErrorCode, ServerFrame, ServerMessage};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, info, info_span, Instrument};
+
+use crate::decode::decode_with_id;
+use crate::names::{ParticipantId, RoomName};
+use crate::outbound::{encode, Encoded, Outbound, OutboundError};
+use crate::outbox::{Outbox, OutboxConfig};
+use crate::requests::{Lookup, RequestCache, DEFAULT_REQUEST_CACHE};
+use crate::session::{joined_step, SessionEnd, SfuRequest, Step, TransportEnd};
+use crate::state::AppState;
+use crate::store::RoomEvent;
+
+/// Channel into a session task.
+pub(crate) type SessionHandle = mpsc::UnboundedSender<Input>;
+
+/// Input from a connection driver to the session it carries.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// Text of one client frame.
+    Text { connection: u64, text: String },
+    /// A client frame the driver already rejected, for example a binary frame.
+    Rejected {
+        connection: u64,
+        code: ErrorCode,
+        message: &'static str,
+    },
+    /// A connection wants to carry the session from now on.
+    Attach(Attach),
+    /// The connection stopped carrying the session.
+    Detach { connection: u64, end: TransportEnd },
+}
+
+/// Request to attach a connection to a session, sent for `resume`.
+#[derive(Debug)]
+pub(crate) struct Attach {
+    pub connection: u64,
+    pub outbound: Outbound,
+    pub last_seq: u64,
+    pub request_id: Option<String>,
+    /// Gets `Ok` once the session took the connection, or the queue back when the session
+    /// cannot continue from `last_seq`.
+    pub reply: oneshot::Sender<Result<(), Outbound>>,
+}
+
+/// A participant that the room store has just accepted.
+#[derive(Debug)]
+pub(crate) struct NewSession {
+    pub room: RoomName,
+    pub participant_id: ParticipantId,
+    pub room_events: mpsc::UnboundedReceiver<RoomEvent>,
+    pub others: Vec<switchyard_proto::ParticipantInfo>,
+    /// Request id of the `join`, echoed in `joined`.
+    pub join_request_id: Option<String>,
+    /// The connection that sent `join`, if it carries the session from the start.
+    pub connection: Option<(u64, Outbound)>,
+}
+
+/// Starts the session task and registers its resume token. Returns the handle and the token.
+pub(crate) fn start(state: &AppState, session: NewSession) -> (SessionHandle, String) {
+    let token = crate::names::random_token();
+    let (handle, inputs) = mpsc::unbounded_channel();
+    state.register_session(&token, handle.clone());
+
+    let span = info_span!(
+        "session",
+        room_id = %session.room,
+        participant_id = %session.participant_id
+    );
+    let config = &state.config;
+    let actor = Actor {
+        state: state.clone(),
+        room: session.room,
+        participant_id: session.participant_id,
+        token: token.clone(),
+        inputs,
+        room_events: Some(session.room_events),
+        sfu_events: None,
+        outbox: Outbox::new(OutboxConfig {
+            max_messages: config.outbox_messages,
+            max_age: config.outbox_age,
+        }),
+        requests: RequestCache::new(DEFAULT_REQUEST_CACHE),
+        transport: session.connection.map(|(connection, outbound)| Transport {
+            connection,
+            outbound,
+        }),
+        grace_deadline: None,
+    };
+    let first = (session.join_request_id, session.others);
+    state.sessions.spawn(actor.run(first).instrument(span));
+    (handle, token)
+}
+
+/// Result of handling one input. `Err` ends the session.
+type Handled = Result<(), SessionEnd>;
+
+#[derive(Debug)]
+struct Transport {
+    connection: u64,
+    outbound: Outbound,
+}
+
+struct Actor {
+    state: AppState,
+    room: RoomName,
+    participant_id: ParticipantId,
+    token: String,
+    inputs: mpsc::UnboundedReceiver<Input>,
+    room_events: Option<mpsc::UnboundedReceiver<RoomEvent>>,
+    sfu_events: Option<mpsc::UnboundedReceiver<ServerFrame>>,
+    outbox: Outbox,
+    requests: RequestCache,
+    /// The connection that carries the session, if any.
+    transport: Option<Transport>,
+    /// End of the grace period while no connection is attached.
+    grace_deadline: Option<Instant>,
+}
+
+impl Actor {
+    async fn run(
+        mut self,
+        (join_request_id, others): (Option<String>, Vec<switchyard_proto::ParticipantInfo>),
+    ) {
+        info!(others = others.len(), "participant joined");
+        let end = match self.start(join_request_id, others) {
+            Ok(()) => self.serve().await,
+            Err(end) => end,
+        };
+        self.finish(end).await;
+    }
+
+    /// Joins the SFU and sends `joined`, which is the session's first message.
+    fn start(
+        &mut self,
+        join_request_id: Option<String>,
+        others: Vec<switchyard_proto::ParticipantInfo>,
+    ) -> Handled {
+        let (sfu_events, sfu_receiver) = mpsc::unbounded_channel();
+        self.state
+            .sfu
+            .join(self.room.as_str(), self.participant_id.as_str(), sfu_events);
+        self.sfu_events = Some(sfu_receiver);
+        if self.transport.is_none() {
+            self.start_grace();
+        }
+
+        let joined = ServerMessage::Joined {
+            room: self.room.as_str().to_owned(),
+            participant_id: self.participant_id.as_str().to_owned(),
+            participants: others,
+            ice_servers: self
+                .state
+                .config
+                .ice_servers_for(self.participant_id.as_str(), SystemTime::now()),
+            resume_token: self.token.clone(),
+        };
+        self.reply(join_request_id, joined)
+    }
+
+    /// Handles inputs, room events, SFU events and timers until the session ends.
+    async fn serve(&mut self) -> SessionEnd {
+        loop {
+            // Inputs that are already queued are handled without touching a socket, so without
+            // this a burst would starve the writer tasks.
+            tokio::task::consume_budget().await;
+
+            let deadline = self.next_deadline();
+            let handled = tokio::select! {
+                Some(input) = self.inputs.recv() => self.on_input(input),
+                Some(event) = next_event(&mut self.room_events) => {
+                    self.deliver(ServerFrame::event(event.into()))
+                }
+                Some(frame) = next_event(&mut self.sfu_events) => self.on_sfu_frame(frame),
+                () = sleep_until(deadline) => self.on_timeout(),
+                () = self.state.shutdown.cancelled() => Err(SessionEnd::Shutdown),
+            };
+            if let Err(end) = handled {
+                return end;
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        match (self.grace_deadline, self.outbox.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn on_timeout(&mut self) -> Handled {
+        let now = Instant::now();
+        self.outbox.trim(now);
+        match self.grace_deadline {
+            Some(deadline) if deadline <= now => Err(SessionEnd::GraceExpired),
+            _ => Ok(()),
+        }
+    }
+
+    fn on_input(&mut self, input: Input) -> Handled {
+        match input {
+            Input::Text { connection, text } if self.is_attached(connection) => self.on_text(&text),
+            Input::Rejected {
+                connection,
+                code,
+                message,
+            } if self.is_attached(connection) => {
+                self.reply(None, ServerMessage::error(code, message))
+            }
+            Input::Attach(attach) => self.attach(attach),
+            Input::Detach { connection, end } if self.is_attached(connection) => self.detach(end),
+            // Input from a connection that was replaced or closed already.
+            Input::Text { .. } | Input::Rejected { .. } | Input::Detach { .. } => Ok(()),
+        }
+    }
+
+    fn is_attached(&self, connection: u64) -> bool {
+        self.transport
+            .as_ref()
+            .is_some_and(|transport| transport.connection == connection)
+    }
+
+    fn on_text(&mut self, text: &str) -> Handled {
+        let frame = match decode_with_id(text) {
+            Ok(frame) => frame,
+            Err((request_id, error)) => {
+                debug!(%error, "invalid client message");
+                return self.reply(
+                    request_id,
+                    ServerMessage::error(error.code(), error.to_string()),
+                );
+            }
+        };
+        let step = joined_step(&self.room, frame.message);
+
+        // Acknowledgements are not requests: they get no reply and are never cached.
+        if let Step::Ack(seq) = step {
+            return self.ack(seq);
+        }
+        if let Some(id) = &frame.id {
+            match self.requests.begin(id) {
+                Lookup::New => {}
+                Lookup::Running => {
+                    debug!(request_id = %id, "retry of a running request ignored");
+                    return Ok(());
+                }
+                Lookup::Done(reply) => {
+                    debug!(request_id = %id, "retry answered with the first reply");
+                    return self.deliver(ServerFrame::reply(frame.id, reply));
+                }
+            }
+        }
+        self.execute(frame.id, step)
+    }
+
+    fn execute(&mut self, request_id: Option<String>, step: Step) -> Handled {
+        match step {
+            Step::Reply(reply) => {
+                debug!(?reply, "rejected client message");
+                self.reply(request_id, reply)
+            }
+            Step::Forward(request) => {
+                self.forward(request_id, request);
+                Ok(())
+            }
+            Step::Ack(seq) => self.ack(seq),
+            Step::Leave => {
+                self.reply(request_id, ServerMessage::Ok)?;
+                Err(SessionEnd::Left)
+            }
+        }
+    }
+
+    fn ack(&mut self, seq: u64) -> Handled {
+        match self.outbox.ack(seq) {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                debug!(%error, "invalid acknowledgement");
+                self.reply(
+                    None,
+                    ServerMessage::error(
+                        ErrorCode::InvalidMessage,
+                        format!("invalid ack: {error}"),
+                    ),
+                )
+            }
+        }
+    }
+
+    fn forward(&self, request_id: Option<String>, request: SfuRequest) {
+        let sfu = &self.state.sfu;
+        let id = self.participant_id.as_str();
+        match request {
+            SfuRequest::PublishOffer(sdp) => sfu.publish_offer(id, request_id, sdp),
+            SfuRequest::SubscriberAnswer(sdp) => sfu.subscriber_answer(id, request_id, sdp),
+            SfuRequest::Candidate(target, candidate) => {
+                sfu.add_candidate(id, request_id, target, candidate)
+            }
+        }
+    }
+
+    fn on_sfu_frame(&mut self, frame: ServerFrame) -> Handled {
+        if let Some(id) = &frame.request_id {
+            self.requests.complete(id, &frame.message);
+        }
+        self.deliver(frame)
+    }
+
+    /// Sends the reply to a request and remembers it for retries.
+    fn reply(&mut self, request_id: Option<String>, message: ServerMessage) -> Handled {
+        if let Some(id) = &request_id {
+            self.requests.complete(id, &message);
+        }
+        self.deliver(ServerFrame::reply(request_id, message))
+    }
+
+    /// Numbers a message, keeps it in the outbox and queues it on the attached connection.
+    fn deliver(&mut self, mut frame: ServerFrame) -> Handled {
+        frame.seq = Some(self.outbox.next_seq());
+        let Some(encoded) = encode(&frame) else {
+            return Ok(());
+        };
+        self.outbox.push(Instant::now(), encoded.text.clone());
+        let Some(transport) = &self.transport else {
+            return Ok(());
+        };
+        match transport.outbound.push(encoded) {
+            Ok(()) => Ok(()),
+            Err(OutboundError::Full { capacity }) => {
+                debug!(
+                    capacity,
+                    "outbound queue is full because the client is not reading"
+                );
+                self.close_transport(None, CloseCode::SlowConsumer);
+                self.start_grace_or_end()
+            }
+            Err(OutboundError::WriterStopped | OutboundError::Write(_)) => {
+                self.transport = None;
+                self.start_grace_or_end()
+            }
+        }
+    }
+
+    /// Takes over a new connection for `resume`, and replays what the client missed.
+    fn attach(&mut self, attach: Attach) -> Handled {
+        let Attach {
+            connection,
+            outbound,
+            last_seq,
+            request_id,
+            reply,
+        } = attach;
+        let missed = match self.outbox.replay(last_seq) {
+            Ok(missed) => missed,
+            Err(error) => {
+                info!(%error, last_seq, "resume failed");
+                let _ = reply.send(Err(outbound));
+                return Err(SessionEnd::ResumeFailed);
+            }
+        };
+
+        self.close_transport(None, CloseCode::Superseded);
+        let resumed = ServerFrame::reply(
+            request_id,
+            ServerMessage::Resumed {
+                resumed: true,
+                last_seq: self.outbox.last_seq(),
+            },
+        );
+        let mut batch: Vec<Encoded> = encode(&resumed).into_iter().collect();
+        batch.extend(missed.into_iter().map(|message| Encoded {
+            seq: Some(message.seq),
+            text: message.text,
+        }));
+        info!(
+            connection,
+            last_seq,
+            replayed = batch.len() - 1,
+            "session resumed"
+        );
+        if outbound.push_batch(batch).is_err() {
+            let _ = reply.send(Err(outbound));
+            return self.start_grace_or_end();
+        }
+        if reply.send(Ok(())).is_err() {
+            // The driver stopped waiting, so no driver reads this connection.
+            return self.start_grace_or_end();
+        }
+        self.transport = Some(Transport {
+            connection,
+            outbound,
+        });
+        self.grace_deadline = None;
+        Ok(())
+    }
+
+    fn detach(&mut self, end: TransportEnd) -> Handled {
+        info!(reason = %end, "connection lost");
+        if end == TransportEnd::MessageTooLarge {
+            let farewell = SessionEnd::MessageTooLarge.farewell();
+            self.close_transport(farewell, CloseCode::MessageTooBig);
+        } else {
+            self.transport = None;
+        }
+        self.start_grace_or_end()
+    }
+
+    /// Queues `farewell` and a close frame on the attached connection and lets it go.
+    fn close_transport(&mut self, farewell: Option<ServerMessage>, code: CloseCode) {
+        let farewell = farewell.and_then(|message| {
+            let mut frame = ServerFrame::event(message);
+            frame.seq = Some(self.outbox.next_seq());
+            let encoded = encode(&frame)?;
+            self.outbox.push(Instant::now(), encoded.text.clone());
+            Some(encoded)
+        });
+        if let Some(transport) = self.transport.take() {
+            transport.outbound.close(farewell, code);
+        }
+    }
+
+    fn start_grace(&mut self) {
+        self.grace_deadline = Some(Instant::now() + self.state.config.reconnect_grace);
+    }
+
+    fn start_grace_or_end(&mut self) -> Handled {
+        if self.state.config.reconnect_grace.is_zero() {
+            return Err(SessionEnd::GraceExpired);
+        }
+        self.start_grace();
+        Ok(())
+    }
+
+    /// Removes the participant from the SFU and the room, and closes the attached connection
+    /// with the close code for `end`.
+    async fn finish(mut self, end: SessionEnd) {
+        self.state.unregister_session(&self.token);
+        self.state.sfu.leave(self.participant_id.as_str());
+        if let Err(err) = self
+            .state
+            .store
+            .leave(&self.room, &self.participant_id)
+            .await
+        {
+            error!(
+                error = &err as &dyn std::error::Error,
+                "room store failed to remove participant"
+            );
+        }
+        match end.close_code() {
+            Some(code) => self.close_transport(end.farewell(), code),
+            None => self.transport = None,
+        }
+        info!(reason = %end, "session ended");
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Receives from an optional channel. Stays pending while there is no channel, and drops the
+/// channel once it is closed so the caller's `select!` does not poll it again.
+async fn next_event<T>(receiver: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    let Some(channel) = receiver else {
+        return std::future::pending().await;
+    };
+    let event = channel.recv().await;
+    if event.is_none() {
+        *receiver = None;
+    }
+    event
+}
