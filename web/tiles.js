@@ -29,7 +29,7 @@ export class TileGrid {
   /** Shows the local preview, muted so the user does not hear themselves. */
   showLocal(name, stream) {
     this.removeLocal();
-    const tile = createTile(`${name} (you)`, 'local');
+    const tile = createTile(name, 'local', `${name} (you)`);
     tile.video.muted = true;
     tile.video.srcObject = stream;
     tile.element.classList.toggle('has-video', stream?.getVideoTracks().length > 0);
@@ -141,7 +141,8 @@ export class TileGrid {
   }
 }
 
-function createTile(name, kind) {
+/** Builds a tile whose avatar shows the initials of `name` and whose caption shows `label`. */
+function createTile(name, kind, label = name) {
   const element = document.createElement('figure');
   element.className = `tile ${kind}`;
 
@@ -156,7 +157,7 @@ function createTile(name, kind) {
 
   const caption = document.createElement('figcaption');
   caption.className = 'name';
-  caption.textContent = name;
+  caption.textContent = label;
 
   element.append(video, avatar, caption);
   return { participantId: null, name, element, video, stream: new MediaStream() };

@@ -90,6 +90,20 @@ describe('web client with scripted signaling', { timeout: 120_000 }, () => {
     await page.close();
   });
 
+  test('local tile shows name and initials', async () => {
+    const { page, signaling } = await openPage('?room=r1&name=Ada');
+    await signaling.nextMessage('join');
+    const local = page.locator('#grid .tile.local');
+    await local.waitFor({ timeout: TIMEOUT_MS });
+    assert.equal(await local.locator('.name').textContent(), 'Ada (you)');
+    assert.equal(await local.locator('.avatar').textContent(), 'A');
+    assert.equal(await local.locator('.avatar').isVisible(), false, 'avatar shown over the camera preview');
+
+    await page.click('#mute-video');
+    assert.equal(await local.locator('.avatar').isVisible(), true, 'avatar not shown with the camera muted');
+    await page.close();
+  });
+
   test('publisher offer precedes its candidates', async () => {
     const { page, signaling } = await openPage('?room=r1&name=Ada');
     await signaling.nextMessage('join');
