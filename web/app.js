@@ -56,7 +56,9 @@ async function join(room, name) {
     grid.showLocal(name, localStream);
   }
 
-  const signaling = new SignalingClient(signalingUrl(window.location));
+  // `?transport=sse` or `?transport=websocket` skips the automatic choice.
+  const transport = new URLSearchParams(window.location.search).get('transport') ?? 'auto';
+  const signaling = new SignalingClient(signalingUrl(window.location), { transport });
   const call = new Call(signaling, localStream);
   current.signaling = signaling;
   current.call = call;
@@ -113,13 +115,26 @@ async function openLocalMedia() {
 
 function wireSignaling(current, signaling) {
   signaling.addEventListener('state', ({ detail }) => {
-    const label = detail.state === 'closed' ? `closed (${detail.code})` : detail.state;
+    let label = detail.state === 'closed' ? `closed (${detail.code})` : detail.state;
+    if (detail.state === 'open' && detail.transport === 'sse') {
+      label = 'open (SSE)';
+    }
     setState('signaling', detail.state, label);
     if (detail.state === 'closed' && session === current) {
       const reason = detail.reason ? `: ${detail.reason}` : '';
       showMessage('error', `Connection to the server closed with code ${detail.code}${reason}.`);
       endSession();
     }
+  });
+  signaling.addEventListener('session-lost', () => {
+    if (session !== current) {
+      return;
+    }
+    // The server could not continue the session, so start over instead of running on
+    // partial state.
+    showMessage('error', 'The connection to the server was lost. Joining again.');
+    endSession();
+    join(current.room, current.name);
   });
   signaling.addEventListener('invalid', ({ detail }) => {
     console.error('switchyard: invalid signaling frame', detail.data, detail.error);
@@ -256,6 +271,13 @@ function installTestHook() {
     },
     get states() {
       return { ...states };
+    },
+    /** `websocket` or `sse` while connected, else null. */
+    get transport() {
+      return session?.signaling?.transport ?? null;
+    },
+    get lastSeq() {
+      return session?.signaling?.lastSeq ?? 0;
     },
     /** Snapshot of the remote tiles: participant id to `{ name, element, stream }`. */
     get tiles() {

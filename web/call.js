@@ -67,13 +67,13 @@ export class Call extends EventTarget {
 
   /** Sends `join`. The rest of the session follows from the server's replies. */
   join(room, name) {
-    this.#signaling.send({ type: 'join', room, name });
+    this.#signaling.request({ type: 'join', room, name });
   }
 
   /** Sends `leave` and closes both peer connections. */
   leave() {
     if (!this.#closed) {
-      this.#signaling.send({ type: 'leave' });
+      this.#signaling.request({ type: 'leave' });
     }
     this.close();
   }
@@ -123,6 +123,9 @@ export class Call extends EventTarget {
         });
       case 'error':
         return this.#emit('server-error', { code: message.code, message: message.message });
+      case 'ok':
+        // Success reply to a request that has no other reply.
+        return;
       default:
         console.warn('switchyard: ignored server message of unknown type', message.type);
     }
@@ -152,7 +155,7 @@ export class Call extends EventTarget {
     }
     const offer = await publisher.createOffer();
     await publisher.setLocalDescription(offer);
-    this.#signaling.send({ type: 'offer', sdp: publisher.localDescription.sdp });
+    this.#signaling.request({ type: 'offer', sdp: publisher.localDescription.sdp });
     this.#markDescriptionSent('publisher');
   }
 
@@ -174,7 +177,7 @@ export class Call extends EventTarget {
     await this.#applyPendingCandidates('subscriber');
     const answer = await subscriber.createAnswer();
     await subscriber.setLocalDescription(answer);
-    this.#signaling.send({ type: 'answer', sdp: subscriber.localDescription.sdp });
+    this.#signaling.request({ type: 'answer', sdp: subscriber.localDescription.sdp });
     this.#markDescriptionSent('subscriber');
   }
 
@@ -243,7 +246,7 @@ export class Call extends EventTarget {
       message.usernameFragment = candidate.usernameFragment;
     }
     if (this.#descriptionSent[target]) {
-      this.#signaling.send(message);
+      this.#signaling.request(message);
     } else {
       this.#pendingLocal[target].push(message);
     }
@@ -252,7 +255,7 @@ export class Call extends EventTarget {
   #markDescriptionSent(target) {
     this.#descriptionSent[target] = true;
     for (const message of this.#pendingLocal[target].splice(0)) {
-      this.#signaling.send(message);
+      this.#signaling.request(message);
     }
   }
 

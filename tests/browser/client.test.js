@@ -43,7 +43,9 @@ describe('web client with scripted signaling', { timeout: 120_000 }, () => {
     const { page, signaling } = await openPage('?room=r1&name=Ada');
 
     const join = await signaling.nextMessage('join');
-    assert.deepEqual(join, { type: 'join', room: 'r1', name: 'Ada' });
+    const { id, ...fields } = join;
+    assert.match(id, /^r\d+$/, 'join carries no request id');
+    assert.deepEqual(fields, { type: 'join', room: 'r1', name: 'Ada' });
     await page.close();
   });
 
@@ -56,7 +58,9 @@ describe('web client with scripted signaling', { timeout: 120_000 }, () => {
     await page.fill('#name', 'Grace Hopper');
     await page.click('#join-form button[type="submit"]');
     const join = await signaling.nextMessage('join');
-    assert.deepEqual(join, { type: 'join', room: 'r2', name: 'Grace Hopper' });
+    const { id, ...fields } = join;
+    assert.match(id, /^r\d+$/, 'join carries no request id');
+    assert.deepEqual(fields, { type: 'join', room: 'r2', name: 'Grace Hopper' });
     const query = new URL(page.url()).searchParams;
     assert.equal(query.get('room'), 'r2');
     assert.equal(query.get('name'), 'Grace Hopper');

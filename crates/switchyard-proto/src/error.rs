@@ -34,6 +34,8 @@ pub enum ErrorCode {
     ServerShutdown,
     /// A fault inside the server; the request had no effect.
     InternalError,
+    /// No session has the given resume token: it ended or never existed. Join again.
+    SessionNotFound,
 }
 
 impl ErrorCode {
@@ -54,6 +56,7 @@ impl ErrorCode {
             ErrorCode::SlowConsumer => "slow_consumer",
             ErrorCode::ServerShutdown => "server_shutdown",
             ErrorCode::InternalError => "internal_error",
+            ErrorCode::SessionNotFound => "session_not_found",
         }
     }
 }

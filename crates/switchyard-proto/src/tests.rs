@@ -180,6 +180,7 @@ fn error_code_strings_match_serde() {
         ErrorCode::SlowConsumer,
         ErrorCode::ServerShutdown,
         ErrorCode::InternalError,
+        ErrorCode::SessionNotFound,
     ];
     for code in codes {
         let encoded = serde_json::to_value(code).unwrap();

@@ -178,7 +178,7 @@ impl Driver {
         match &self.binding {
             Binding::Bound(session) => {
                 let input = Input::Text {
-                    connection: self.connection_id,
+                    connection: Some(self.connection_id),
                     text: text.to_owned(),
                 };
                 // A session that ended has closed the queue, and the writer stops soon.

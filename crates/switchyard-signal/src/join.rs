@@ -16,6 +16,7 @@ use crate::store::Member;
 #[derive(Debug)]
 pub(crate) struct Joined {
     pub handle: SessionHandle,
+    pub resume_token: String,
     pub participant_id: ParticipantId,
 }
 
@@ -71,7 +72,7 @@ pub(crate) async fn join(
 
     // From here on, the session task removes the participant from the room and the SFU
     // however the session ends.
-    let (handle, _resume_token) = participant::start(
+    let (handle, resume_token) = participant::start(
         state,
         NewSession {
             room: request.room,
@@ -84,6 +85,7 @@ pub(crate) async fn join(
     );
     Ok(Joined {
         handle,
+        resume_token,
         participant_id,
     })
 }

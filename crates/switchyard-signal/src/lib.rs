@@ -44,10 +44,11 @@ mod participant;
 mod relay;
 mod requests;
 mod session;
+mod sse;
 mod state;
 mod store;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 pub use config::{
@@ -60,16 +61,20 @@ pub use names::{
     DisplayName, NameError, ParticipantId, RoomName, MAX_DISPLAY_NAME_CHARS, MAX_ROOM_NAME_CHARS,
 };
 pub use relay::TurnRelay;
+pub use sse::{EVENTS_PATH, SEND_PATH};
 pub use state::AppState;
 pub use store::{Member, MemoryRoomStore, RoomEvent, RoomEventSender, RoomStore, StoreError};
 
 /// Path of the WebSocket endpoint.
 pub const WS_PATH: &str = "/v1/ws";
 
-/// Builds the signaling routes: `GET /v1/ws` upgrades to a signaling WebSocket.
+/// Builds the signaling routes: `GET /v1/ws` upgrades to a signaling WebSocket, and
+/// `GET /v1/events` with `POST /v1/send` carry the same sessions over Server-Sent Events.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route(WS_PATH, get(connection::upgrade))
+        .route(EVENTS_PATH, get(sse::events))
+        .route(SEND_PATH, post(sse::send))
         .with_state(state)
 }
 

@@ -28,8 +28,12 @@ pub(crate) type SessionHandle = mpsc::UnboundedSender<Input>;
 /// Input from a connection driver to the session it carries.
 #[derive(Debug)]
 pub(crate) enum Input {
-    /// Text of one client frame.
-    Text { connection: u64, text: String },
+    /// Text of one client message, from the attached connection or, with `connection` set to
+    /// `None`, from `POST /v1/send`.
+    Text {
+        connection: Option<u64>,
+        text: String,
+    },
     /// A client frame the driver already rejected, for example a binary frame.
     Rejected {
         connection: u64,
@@ -210,7 +214,11 @@ impl Actor {
 
     fn on_input(&mut self, input: Input) -> Handled {
         match input {
-            Input::Text { connection, text } if self.is_attached(connection) => self.on_text(&text),
+            Input::Text { connection, text }
+                if connection.is_none_or(|connection| self.is_attached(connection)) =>
+            {
+                self.on_text(&text)
+            }
             Input::Rejected {
                 connection,
                 code,
