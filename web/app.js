@@ -170,6 +170,10 @@ function wireCall(current, call) {
   });
   call.addEventListener('server-error', ({ detail }) => {
     showMessage('error', `Server error ${detail.code}: ${detail.message}`);
+    // Before `joined` the only request is `join`, so an error now means the server rejected it.
+    if (call.participantId === null && session === current) {
+      leave();
+    }
   });
   call.addEventListener('failure', ({ detail }) => {
     showMessage('error', detail.message);

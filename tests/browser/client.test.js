@@ -149,7 +149,7 @@ describe('web client with scripted signaling', { timeout: 120_000 }, () => {
     await page.close();
   });
 
-  test('server error is shown', async () => {
+  test('rejected join shows join form', async () => {
     const { page, signaling } = await openPage('?room=r1&name=Ada');
     await signaling.nextMessage('join');
     signaling.send({ type: 'error', code: 'invalid_name', message: 'name is too long' });
@@ -157,6 +157,25 @@ describe('web client with scripted signaling', { timeout: 120_000 }, () => {
     const alert = page.locator('#messages .message.error');
     await alert.waitFor({ timeout: TIMEOUT_MS });
     assert.match(await alert.textContent(), /invalid_name: name is too long/);
+    await page.locator('#join-view').waitFor({ timeout: TIMEOUT_MS });
+    assert.equal(await page.locator('#call-view').isVisible(), false, 'call view still shown');
+    assert.equal(await page.locator('#grid .tile').count(), 0);
+    assert.equal(await page.inputValue('#name'), 'Ada');
+    await page.close();
+  });
+
+  test('server error during call is shown', async () => {
+    const { page, signaling } = await openPage('?room=r1&name=Ada');
+    await signaling.nextMessage('join');
+    signaling.send(joined());
+    await signaling.nextMessage('offer');
+    signaling.send({ type: 'error', code: 'invalid_sdp', message: 'offer is not valid SDP' });
+
+    const alert = page.locator('#messages .message.error');
+    await alert.waitFor({ timeout: TIMEOUT_MS });
+    assert.match(await alert.textContent(), /invalid_sdp: offer is not valid SDP/);
+    assert.ok(await page.locator('#call-view').isVisible(), 'call view left after an error');
+    assert.equal(await page.evaluate(() => window.switchyard.participantId), 'p-ada');
     await page.close();
   });
 
