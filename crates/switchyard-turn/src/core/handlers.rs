@@ -489,6 +489,7 @@ impl Core {
             return reply_error(out, request, 400);
         };
         if !is_channel_number(number) {
+            debug!(client = %request.from.remote, channel = number, "rejected ChannelBind with an invalid channel number");
             return reply_error(out, request, 400);
         }
         let is_tcp = self

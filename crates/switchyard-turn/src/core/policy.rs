@@ -128,23 +128,23 @@ impl PeerPolicy {
     }
 
     /// Decides whether a relay may exchange data with `peer`. In order: an address in
-    /// `allowed-peer-addresses` is allowed; the server's own listening and relayed addresses
-    /// are denied; `allowed-peer-ranges` allow; `denied-peer-ranges` and the default ranges
-    /// deny; everything else is allowed.
+    /// `allowed-peer-addresses` or in an `allowed-peer-ranges` range is allowed, as in
+    /// coturn, where `allowed-peer-ip` overrides every denial; the server's own listening
+    /// and relayed addresses are denied; `denied-peer-ranges` and the default ranges deny;
+    /// everything else is allowed.
     pub fn allows(&self, peer: SocketAddr) -> bool {
         let peer = unmap_addr(peer);
-        if self.allowed_addresses.contains(&peer) {
+        let ip = peer.ip();
+        if self.allowed_addresses.contains(&peer)
+            || self.allowed_ranges.iter().any(|range| range.contains(ip))
+        {
             return true;
         }
         if self.is_own_address(peer) {
             return false;
         }
-        let ip = peer.ip();
-        if self.allowed_ranges.iter().any(|range| range.contains(ip)) {
-            return true;
-        }
-        let denied = self.denied_ranges.iter().chain(DEFAULT_DENIED.iter());
-        !denied.clone().any(|range| range.contains(ip))
+        let mut denied = self.denied_ranges.iter().chain(DEFAULT_DENIED.iter());
+        !denied.any(|range| range.contains(ip))
     }
 
     fn is_own_address(&self, peer: SocketAddr) -> bool {
@@ -261,8 +261,10 @@ mod tests {
         assert!(!policy.allows("10.0.0.5:40001".parse().unwrap()));
         assert!(policy.allows("127.0.0.1:3480".parse().unwrap()));
         assert!(policy.allows("[::ffff:127.0.0.1]:3480".parse().unwrap()));
-        assert!(!policy.allows("127.0.0.1:3478".parse().unwrap()));
-        assert!(!policy.allows("127.0.0.1:49160".parse().unwrap()));
+        assert!(
+            policy.allows("127.0.0.1:49160".parse().unwrap()),
+            "an allowed range opens the server's own relayed addresses too"
+        );
         assert!(!policy.allows("8.8.8.8:53".parse().unwrap()));
         assert!(policy.allows("8.9.8.8:53".parse().unwrap()));
     }

@@ -1264,7 +1264,7 @@ fn channel_bind_rules() {
         (&[], vec![channel_number(0x4000)], 400),
         (&[peer()], vec![], 400),
         (&[peer()], vec![channel_number(0x3fff)], 400),
-        (&[peer()], vec![channel_number(0x5000)], 400),
+        (&[peer()], vec![channel_number(0x8000)], 400),
     ];
     for (peers, extra, code) in cases {
         let reply = peer_request(&mut h, client, METHOD_CHANNEL_BIND, peers, &extra);

@@ -24,8 +24,10 @@ fn socket_for(addr: SocketAddr) -> io::Result<TcpSocket> {
         TcpSocket::new_v6()?
     };
     // Outgoing connections to peers start from the relayed address, which the listener
-    // already holds.
+    // already holds. Linux allows that only with SO_REUSEPORT on both sockets.
     socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true)?;
     Ok(socket)
 }
 

@@ -6,7 +6,7 @@ pub const CHANNEL_DATA_HEADER_LEN: usize = 4;
 /// A borrowed ChannelData message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChannelData<'a> {
-    /// Channel number, 0x4000 through 0x4FFF.
+    /// Channel number, 0x4000 through 0x7FFF.
     pub number: u16,
     /// Application data, without padding.
     pub payload: &'a [u8],
@@ -15,7 +15,7 @@ pub struct ChannelData<'a> {
 impl<'a> ChannelData<'a> {
     /// Parses one ChannelData message. Bytes after the declared length are padding (up to
     /// three, or any amount over UDP) and are ignored. Returns `None` when the channel number
-    /// is outside 0x4000..=0x4FFF or the length exceeds the input.
+    /// is outside 0x4000..=0x7FFF or the length exceeds the input.
     pub fn parse(bytes: &'a [u8]) -> Option<Self> {
         let header = bytes.get(..CHANNEL_DATA_HEADER_LEN)?;
         let number = u16::from_be_bytes([header[0], header[1]]);
@@ -42,10 +42,13 @@ impl<'a> ChannelData<'a> {
     }
 }
 
-/// Channel numbers a client may bind: 0x4000 through 0x4FFF
-/// (https://www.rfc-editor.org/rfc/rfc8656#section-12).
+/// Channel numbers a client may bind: 0x4000 through 0x7FFF, the range of RFC 5766.
+///
+/// NOTE: RFC 8656 section 12 narrows the range to 0x4000 through 0x4FFF
+/// (https://www.rfc-editor.org/rfc/rfc8656#section-12), but coturn's clients (turnutils_uclient
+/// 4.6) pick numbers up to 0x7FFF, so the server keeps accepting the old range.
 pub fn is_channel_number(number: u16) -> bool {
-    (0x4000..=0x4fff).contains(&number)
+    (0x4000..=0x7fff).contains(&number)
 }
 
 /// Bytes one ChannelData message takes on a stream, padding included, judged from its header.
