@@ -1,0 +1,165 @@
+//! Refresh, deletion, quotas, relay port exhaustion and credential expiry.
+
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use support::*;
+use switchyard_turn::mint_credentials;
+
+#[tokio::test]
+async fn refresh_with_lifetime_zero_releases_the_relay() {
+    let server = start(loopback_config()).await;
+    let mut client = TestClient::udp(server.udp_addrs()[0]).await;
+    let relayed = client.allocate().await.unwrap();
+    assert_eq!(client.refresh(0).await, Ok(0));
+    assert_eq!(server.counters().snapshot().allocations, 0);
+    assert_eq!(client.refresh(600).await, Err(437));
+
+    // The relay socket is closed, so its port can be bound again.
+    let mut rebound = None;
+    for _ in 0..50 {
+        if let Ok(socket) = std::net::UdpSocket::bind(relayed) {
+            rebound = Some(socket);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(rebound.is_some(), "relay port {relayed} is still bound");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn user_quota_is_enforced() {
+    let mut config = loopback_config();
+    config.user_quota = 1;
+    let server = start(config).await;
+    let mut first = TestClient::udp(server.udp_addrs()[0]).await;
+    first.allocate().await.unwrap();
+    let mut second = TestClient::udp(server.udp_addrs()[0]).await;
+    assert_eq!(second.allocate().await, Err(486));
+    assert_eq!(server.counters().snapshot().quota_rejections_total, 1);
+    first.refresh(0).await.unwrap();
+    second
+        .allocate()
+        .await
+        .expect("quota freed by the deletion");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn total_quota_is_enforced() {
+    let mut config = loopback_config();
+    config.total_quota = 2;
+    config.user_quota = 0;
+    let server = start(config).await;
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let mut client = TestClient::tcp(server.tcp_addrs()[0]).await;
+        client.allocate().await.unwrap();
+        clients.push(client);
+    }
+    let mut third = TestClient::tcp(server.tcp_addrs()[0]).await;
+    assert_eq!(third.allocate().await, Err(486));
+    drop(clients.pop());
+    let mut freed = false;
+    for _ in 0..50 {
+        if server.counters().snapshot().allocations == 1 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(freed, "closing a TCP client deletes its allocation");
+    third
+        .allocate()
+        .await
+        .expect("quota freed by the closed connection");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn exhausted_relay_ports_are_508() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = loopback_config();
+    config.min_port = port;
+    config.max_port = port;
+    config.user_quota = 0;
+    let server = start(config).await;
+    let mut first = TestClient::udp(server.udp_addrs()[0]).await;
+    assert_eq!(first.allocate().await.map(|addr| addr.port()), Ok(port));
+    let mut second = TestClient::udp(server.udp_addrs()[0]).await;
+    assert_eq!(second.allocate().await, Err(508));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn time_limited_credentials_expire() {
+    let mut config = loopback_config();
+    config.users.clear();
+    config.static_auth_secrets = vec!["current".to_owned(), "previous".to_owned()];
+    let server = start(config).await;
+    let now = SystemTime::now();
+
+    for secret in ["current", "previous"] {
+        let credentials = mint_credentials(secret, "bob", now, Duration::from_secs(3600));
+        let mut client = TestClient::udp(server.udp_addrs()[0]).await;
+        client.username = credentials.username.clone();
+        client.password = credentials.password.clone();
+        client
+            .allocate()
+            .await
+            .unwrap_or_else(|code| panic!("secret {secret}: {code}"));
+    }
+
+    let expired = mint_credentials(
+        "current",
+        "bob",
+        now - Duration::from_secs(7200),
+        Duration::from_secs(3600),
+    );
+    let mut client = TestClient::udp(server.udp_addrs()[0]).await;
+    client.username = expired.username.clone();
+    client.password = expired.password.clone();
+    assert_eq!(client.allocate().await, Err(401));
+
+    let unknown_secret = mint_credentials("other", "bob", now, Duration::from_secs(3600));
+    client.username = unknown_secret.username;
+    client.password = unknown_secret.password;
+    assert_eq!(client.allocate().await, Err(401));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_releases_listener_ports() {
+    let server = start(loopback_config()).await;
+    let udp = server.udp_addrs()[0];
+    let tcp = server.tcp_addrs()[0];
+    let mut client = TestClient::udp(udp).await;
+    let relayed = client.allocate().await.unwrap();
+    server.shutdown().await;
+    std::net::UdpSocket::bind(udp).expect("UDP listener port is free");
+    std::net::TcpListener::bind(tcp).expect("TCP listener port is free");
+    std::net::UdpSocket::bind(relayed).expect("relay port is free");
+}
+
+#[tokio::test]
+async fn refresh_with_expired_credentials_is_rejected() {
+    let mut config = loopback_config();
+    config.users.clear();
+    config.static_auth_secrets = vec!["current".to_owned()];
+    let server = start(config).await;
+    let credentials = mint_credentials("current", "bob", SystemTime::now(), Duration::from_secs(1));
+    let mut client = TestClient::udp(server.udp_addrs()[0]).await;
+    client.username = credentials.username.clone();
+    client.password = credentials.password.clone();
+    client.allocate().await.unwrap();
+    // Expiry times have one-second resolution; wait until the expiry second has passed.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(client.refresh(600).await, Err(401));
+    server.shutdown().await;
+}
