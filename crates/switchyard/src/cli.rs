@@ -1,5 +1,6 @@
-//! Command line: `switchyard [serve] [OPTIONS]`. Every option also has an environment variable
-//! and, except `--config`, a key of the same name in the TOML config file.
+//! Command line: `switchyard [serve] [OPTIONS]` and `switchyard turn --config FILE`. Every
+//! `serve` option also has an environment variable and, except `--config`, a key of the same
+//! name in the TOML config file.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -25,16 +26,24 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (the default).
     Serve(ServeArgs),
+    /// Run only the STUN/TURN relay, as a separate relay node.
+    Turn(TurnArgs),
 }
 
 impl Cli {
-    /// Returns the `serve` options, whether or not the subcommand was named.
-    pub fn into_serve_args(self) -> ServeArgs {
-        match self.command {
-            Some(Command::Serve(args)) => args,
-            None => self.serve,
-        }
+    /// Returns the command to run, `serve` when none was named.
+    pub fn into_command(self) -> Command {
+        self.command.unwrap_or(Command::Serve(self.serve))
     }
+}
+
+/// Options of `switchyard turn`.
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+pub struct TurnArgs {
+    /// TOML file with the relay settings. The examples in turn-config/ list every key.
+    /// Relative `tls-cert` and `tls-key` paths are resolved against the file's directory
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
 }
 
 /// Server settings from flags, environment variables or the config file. Unset fields fall back
@@ -51,7 +60,8 @@ pub struct ServeArgs {
     pub media: Option<SocketAddr>,
 
     /// IP address advertised in the server's ICE candidates instead of the media address, for a
-    /// server behind 1:1 NAT [default: the media address]
+    /// server behind 1:1 NAT. Also the bundled TURN relay's external-ip unless its config sets
+    /// one [default: the media address]
     #[arg(long, env = "SWITCHYARD_PUBLIC_IP", value_name = "IP")]
     pub public_ip: Option<IpAddr>,
 
@@ -88,17 +98,44 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_ICE_FAILED_TIMEOUT", value_name = "SECS")]
     pub ice_failed_timeout: Option<u64>,
 
+    /// TOML file with the settings of the bundled STUN/TURN relay, in the format of
+    /// `switchyard turn --config`. The relay always allows the SFU's media address as a peer,
+    /// and gets a random secret for the credentials in `joined.iceServers` when the file sets
+    /// no static-auth-secrets. A relative path in the serve config file is resolved against
+    /// that file's directory [default: the relay's defaults, listening on 127.0.0.1:3478 UDP
+    /// and TCP]
+    #[arg(long, env = "SWITCHYARD_TURN_CONFIG", value_name = "FILE")]
+    pub turn_config: Option<PathBuf>,
+
+    /// Run without the bundled STUN/TURN relay. `joined.iceServers` then lists only the
+    /// --ice-server URLs. The environment variable accepts true, false, yes, no, on, off, 1
+    /// and 0
+    #[arg(
+        long,
+        env = "SWITCHYARD_NO_TURN",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        conflicts_with = "turn_config"
+    )]
+    #[serde(default)]
+    pub no_turn: bool,
+
     /// TOML file with any of the keys http, media, public-ip, ice-server (a list),
-    /// max-message-size, outbound-queue, ice-disconnected-timeout and ice-failed-timeout.
-    /// Flags and environment variables override it
+    /// max-message-size, outbound-queue, ice-disconnected-timeout, ice-failed-timeout,
+    /// turn-config and no-turn. Flags and environment variables override it
     #[arg(long, env = "SWITCHYARD_CONFIG", value_name = "FILE")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
 }
 
 impl ServeArgs {
-    /// Returns `self` with every unset field taken from `lower`.
+    /// Returns `self` with every unset field taken from `lower`. `turn-config` and `no-turn`
+    /// count as one setting: when `self` sets either, both come from `self`.
     pub fn or(self, lower: ServeArgs) -> ServeArgs {
+        let (turn_config, no_turn) = if self.no_turn || self.turn_config.is_some() {
+            (self.turn_config, self.no_turn)
+        } else {
+            (lower.turn_config, lower.no_turn)
+        };
         ServeArgs {
             http: self.http.or(lower.http),
             media: self.media.or(lower.media),
@@ -114,6 +151,8 @@ impl ServeArgs {
                 .ice_disconnected_timeout
                 .or(lower.ice_disconnected_timeout),
             ice_failed_timeout: self.ice_failed_timeout.or(lower.ice_failed_timeout),
+            turn_config,
+            no_turn,
             config: self.config.or(lower.config),
         }
     }
@@ -127,7 +166,10 @@ mod tests {
     fn parse(args: &[&str]) -> ServeArgs {
         let mut argv = vec!["switchyard"];
         argv.extend_from_slice(args);
-        Cli::try_parse_from(argv).unwrap().into_serve_args()
+        match Cli::try_parse_from(argv).unwrap().into_command() {
+            Command::Serve(args) => args,
+            other => panic!("expected serve, got {other:?}"),
+        }
     }
 
     #[test]
@@ -180,6 +222,34 @@ mod tests {
     }
 
     #[test]
+    fn turn_subcommand_takes_config_file() {
+        let cli = Cli::try_parse_from(["switchyard", "turn", "--config", "relay.toml"]).unwrap();
+        match cli.into_command() {
+            Command::Turn(args) => assert_eq!(args.config, PathBuf::from("relay.toml")),
+            other => panic!("expected turn, got {other:?}"),
+        }
+
+        let missing = Cli::try_parse_from(["switchyard", "turn"]);
+        assert!(missing.is_err());
+        let serve_flag = Cli::try_parse_from(["switchyard", "turn", "--http", "127.0.0.1:1"]);
+        assert!(serve_flag.is_err());
+    }
+
+    #[test]
+    fn turn_flags_of_serve() {
+        let args = parse(&["--turn-config", "relay.toml"]);
+        assert_eq!(args.turn_config, Some(PathBuf::from("relay.toml")));
+        assert!(!args.no_turn);
+
+        let args = parse(&["serve", "--no-turn"]);
+        assert!(args.no_turn);
+        assert_eq!(args.turn_config, None);
+
+        let both = Cli::try_parse_from(["switchyard", "--no-turn", "--turn-config", "relay.toml"]);
+        assert!(both.is_err());
+    }
+
+    #[test]
     fn invalid_address_is_rejected() {
         let result = Cli::try_parse_from(["switchyard", "--http", "localhost"]);
         assert!(result.is_err());
@@ -195,10 +265,12 @@ mod tests {
             ice-server = ["stun:127.0.0.1:3478"]
             outbound-queue = 16
             ice-failed-timeout = 4
+            no-turn = true
             "#,
         )
         .unwrap();
         let merged = flags.or(file);
+        assert!(merged.no_turn);
         assert_eq!(
             merged.http,
             Some("127.0.0.1:1".parse::<SocketAddr>().unwrap())
@@ -225,6 +297,8 @@ mod tests {
             "SWITCHYARD_OUTBOUND_QUEUE",
             "SWITCHYARD_ICE_DISCONNECTED_TIMEOUT",
             "SWITCHYARD_ICE_FAILED_TIMEOUT",
+            "SWITCHYARD_TURN_CONFIG",
+            "SWITCHYARD_NO_TURN",
             "SWITCHYARD_CONFIG",
             &crate::config::DEFAULT_HTTP.to_string(),
             &crate::config::DEFAULT_MEDIA.to_string(),

@@ -8,8 +8,10 @@ use std::time::Duration;
 use switchyard_proto::IceServer;
 use switchyard_sfu::SfuConfig;
 use switchyard_signal::{SignalConfig, DEFAULT_CLOSE_TIMEOUT};
+use switchyard_turn::TurnConfig;
 
 use crate::cli::ServeArgs;
+use crate::turn_config::{self, TurnConfigError};
 
 /// Default HTTP address.
 pub const DEFAULT_HTTP: SocketAddr =
@@ -70,10 +72,31 @@ pub enum ConfigError {
         /// The rejected URL.
         url: String,
     },
+    /// The TURN config file could not be read or parsed.
+    #[error(transparent)]
+    TurnFile(#[from] TurnConfigError),
+    /// The TURN settings are inconsistent.
+    #[error("invalid TURN settings")]
+    Turn(#[source] switchyard_turn::ConfigError),
+    /// One source sets both `no-turn` and `turn-config`.
+    #[error("no-turn and turn-config are both set; remove one of them")]
+    TurnConflict,
+    /// A TURN listener has a wildcard address, which cannot go into the URLs given to clients.
+    #[error(
+        "the TURN listener {addr} has a wildcard address that clients cannot connect to; \
+         set external-ip in the TURN config or --public-ip"
+    )]
+    TurnUrlHost {
+        /// The listener address.
+        addr: SocketAddr,
+    },
 }
 
 /// Settings of a whole server process.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// NOTE: the `Debug` output includes the TURN secrets and passwords of [`ServerConfig::turn`];
+/// log [`crate::turn_config::log_effective`] instead.
+#[derive(Clone, Debug, PartialEq)]
 pub struct ServerConfig {
     /// TCP address for HTTP and WebSocket signaling. Port 0 picks a free port. Default
     /// `127.0.0.1:8080`.
@@ -112,6 +135,9 @@ pub struct ServerConfig {
     /// Time without any frame from a WebSocket client before its connection counts as dead.
     /// Default 30 seconds.
     pub ping_timeout: Duration,
+    /// Settings of the bundled STUN/TURN relay, or `None` to run without it. Default: the
+    /// relay's defaults, listening on 127.0.0.1:3478 over UDP and TCP.
+    pub turn: Option<TurnConfig>,
 }
 
 impl Default for ServerConfig {
@@ -133,6 +159,7 @@ impl Default for ServerConfig {
             outbox_age: signal.outbox_age,
             ping_interval: signal.ping_interval,
             ping_timeout: signal.ping_timeout,
+            turn: Some(TurnConfig::default()),
         }
     }
 }
@@ -150,6 +177,12 @@ impl ServerConfig {
 
     fn from_merged(args: ServeArgs) -> Result<Self, ConfigError> {
         let defaults = ServerConfig::default();
+        let turn = match (args.no_turn, &args.turn_config) {
+            (true, Some(_)) => return Err(ConfigError::TurnConflict),
+            (true, None) => None,
+            (false, Some(path)) => Some(turn_config::load(path)?),
+            (false, None) => defaults.turn.clone(),
+        };
         let config = ServerConfig {
             http: args.http.unwrap_or(defaults.http),
             media: args.media.unwrap_or(defaults.media),
@@ -169,6 +202,7 @@ impl ServerConfig {
             outbox_age: defaults.outbox_age,
             ping_interval: defaults.ping_interval,
             ping_timeout: defaults.ping_timeout,
+            turn,
         };
         config.validate()?;
         Ok(config)
@@ -191,7 +225,34 @@ impl ServerConfig {
         if let Some(url) = self.ice_servers.iter().find(|url| !is_ice_url(url)) {
             return Err(ConfigError::IceServerUrl { url: url.clone() });
         }
+        if let Some(turn) = &self.turn {
+            self.validate_turn(turn)?;
+        }
         Ok(())
+    }
+
+    /// Checks the bundled relay's settings as the relay will get them: with a secret, which is
+    /// generated at start when the file has none, and with a host for every URL.
+    fn validate_turn(&self, turn: &TurnConfig) -> Result<(), ConfigError> {
+        let mut checked = turn.clone();
+        if checked.static_auth_secrets.is_empty() {
+            checked
+                .static_auth_secrets
+                .push("generated at start".into());
+        }
+        checked.validate().map_err(ConfigError::Turn)?;
+
+        if turn.external_ip.is_some() || self.public_ip.is_some() {
+            return Ok(());
+        }
+        let listeners = turn.listen_udp.iter().chain(&turn.listen_tcp);
+        match listeners
+            .chain(&turn.listen_tls)
+            .find(|addr| addr.ip().is_unspecified())
+        {
+            Some(addr) => Err(ConfigError::TurnUrlHost { addr: *addr }),
+            None => Ok(()),
+        }
     }
 
     /// Returns the settings of the signaling endpoint.
@@ -231,15 +292,21 @@ impl ServerConfig {
     }
 }
 
+/// Reads the serve config file. A relative `turn-config` path in it is resolved against the
+/// file's directory.
 fn read_file(path: &Path) -> Result<ServeArgs, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
         path: path.to_owned(),
         source,
     })?;
-    toml::from_str(&text).map_err(|source| ConfigError::ParseFile {
+    let mut args: ServeArgs = toml::from_str(&text).map_err(|source| ConfigError::ParseFile {
         path: path.to_owned(),
         source,
-    })
+    })?;
+    if let Some(turn_config) = args.turn_config.as_mut().filter(|file| file.is_relative()) {
+        *turn_config = path.parent().unwrap_or(Path::new("")).join(&*turn_config);
+    }
+    Ok(args)
 }
 
 /// Rejects a zero timeout, which the ICE agent reads as "never", so a zero failed timeout would
@@ -445,6 +512,126 @@ mod tests {
                 "{url}"
             );
         }
+    }
+
+    #[test]
+    fn relay_runs_by_default() {
+        let config = ServerConfig::from_args(ServeArgs::default()).unwrap();
+        let turn = config.turn.expect("the relay is on by default");
+        let listener: SocketAddr = "127.0.0.1:3478".parse().unwrap();
+        assert_eq!(turn.listen_udp, [listener]);
+        assert_eq!(turn.listen_tcp, [listener]);
+        assert!(turn.static_auth_secrets.is_empty());
+    }
+
+    #[test]
+    fn no_turn_disables_relay() {
+        let args = ServeArgs {
+            no_turn: true,
+            ..ServeArgs::default()
+        };
+        assert_eq!(ServerConfig::from_args(args).unwrap().turn, None);
+    }
+
+    #[test]
+    fn turn_config_path_resolves_against_serve_file() {
+        let turn_path = temp_file("relay.toml", "listen-udp = [\"127.0.0.1:3499\"]\n");
+        let turn_name = turn_path.file_name().unwrap().to_str().unwrap();
+        let serve_path = temp_file(
+            "serve-turn.toml",
+            &format!("turn-config = \"{turn_name}\"\n"),
+        );
+        let args = ServeArgs {
+            config: Some(serve_path.clone()),
+            ..ServeArgs::default()
+        };
+        let config = ServerConfig::from_args(args);
+        std::fs::remove_file(turn_path).unwrap();
+        std::fs::remove_file(serve_path).unwrap();
+
+        let turn = config.unwrap().turn.unwrap();
+        assert_eq!(
+            turn.listen_udp,
+            ["127.0.0.1:3499".parse::<SocketAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn flag_overrides_file_no_turn() {
+        let turn_path = temp_file("relay-flag.toml", "min-port = 50000\n");
+        let serve_path = temp_file("serve-no-turn.toml", "no-turn = true\n");
+        let args = ServeArgs {
+            turn_config: Some(turn_path.clone()),
+            config: Some(serve_path.clone()),
+            ..ServeArgs::default()
+        };
+        let config = ServerConfig::from_args(args);
+        std::fs::remove_file(turn_path).unwrap();
+        std::fs::remove_file(serve_path).unwrap();
+
+        assert_eq!(config.unwrap().turn.unwrap().min_port, 50000);
+    }
+
+    #[test]
+    fn turn_conflict_in_one_file_is_rejected() {
+        let path = temp_file(
+            "serve-conflict.toml",
+            "no-turn = true\nturn-config = \"relay.toml\"\n",
+        );
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            ..ServeArgs::default()
+        };
+        let result = ServerConfig::from_args(args);
+        std::fs::remove_file(path).unwrap();
+        assert!(
+            matches!(result, Err(ConfigError::TurnConflict)),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn bad_turn_file_is_reported() {
+        let path = temp_file("relay-bad.toml", "listen-udp = \"not a list\"\n");
+        let args = ServeArgs {
+            turn_config: Some(path.clone()),
+            ..ServeArgs::default()
+        };
+        let result = ServerConfig::from_args(args);
+        std::fs::remove_file(path).unwrap();
+        let error = result.unwrap_err();
+        assert!(matches!(error, ConfigError::TurnFile(_)), "{error:?}");
+        assert!(error.to_string().contains("relay-bad.toml"), "{error}");
+    }
+
+    #[test]
+    fn invalid_turn_settings_are_rejected() {
+        let mut config = ServerConfig::default();
+        let turn = config.turn.as_mut().unwrap();
+        turn.min_port = 60000;
+        turn.max_port = 50000;
+        assert!(matches!(config.validate(), Err(ConfigError::Turn(_))));
+    }
+
+    #[test]
+    fn wildcard_turn_listener_needs_external_address() {
+        let wildcard: SocketAddr = "0.0.0.0:3478".parse().unwrap();
+        let mut config = ServerConfig::default();
+        config.turn.as_mut().unwrap().listen_udp = vec![wildcard];
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::TurnUrlHost { addr }) if addr == wildcard
+        ));
+
+        let with_public_ip = ServerConfig {
+            public_ip: Some("203.0.113.7".parse().unwrap()),
+            ..config.clone()
+        };
+        assert!(with_public_ip.validate().is_ok());
+
+        let mut with_external_ip = config;
+        with_external_ip.turn.as_mut().unwrap().external_ip = Some("203.0.113.8".parse().unwrap());
+        assert!(with_external_ip.validate().is_ok());
     }
 
     #[test]

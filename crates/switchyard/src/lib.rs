@@ -1,15 +1,18 @@
 //! The Switchyard server as a library: configuration, command line, the embedded browser client,
-//! and [`run`], which starts the HTTP listener, the SFU and signaling in the current tokio
-//! runtime. The `switchyard` binary is a thin `main` around it, and integration tests call
-//! [`run`] directly with port 0 addresses.
+//! and [`run`], which starts the HTTP listener, the SFU, the bundled TURN relay and signaling in
+//! the current tokio runtime. The `switchyard` binary is a thin `main` around it, and
+//! integration tests call [`run`] directly with port 0 addresses.
 
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod config;
+mod relay;
 mod server;
+pub mod turn_config;
 pub mod web;
 
 pub use config::{ConfigError, ServerConfig};
+pub use relay::RelayAddrs;
 pub use server::{run, RunError, RunningServer};
 pub use tokio_util::sync::CancellationToken;

@@ -1,12 +1,12 @@
-//! `switchyard` binary: parses the command line, sets up logging and runs the server until
-//! SIGINT or SIGTERM.
+//! `switchyard` binary: parses the command line, sets up logging and runs the server, or the
+//! TURN relay alone, until SIGINT or SIGTERM.
 
 use std::io::IsTerminal;
 
 use anyhow::Context;
 use clap::Parser;
-use switchyard::cli::Cli;
-use switchyard::{run, CancellationToken, ServerConfig};
+use switchyard::cli::{Cli, Command, ServeArgs, TurnArgs};
+use switchyard::{run, turn_config, CancellationToken, ServerConfig};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -15,8 +15,17 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
 
-    let config = ServerConfig::from_args(cli.into_serve_args())?;
-    // The configuration contains no credentials, so all of it can be logged.
+    match cli.into_command() {
+        Command::Serve(args) => serve(args).await,
+        Command::Turn(args) => turn(args).await,
+    }
+}
+
+/// Runs signaling, the SFU and the bundled relay until a signal arrives.
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = ServerConfig::from_args(args)?;
+    // Everything but the TURN settings is free of credentials. The bundled relay logs its own
+    // settings, without secrets, when it starts.
     info!(
         http = %config.http,
         media = %config.media,
@@ -27,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
         close_timeout = ?config.close_timeout,
         ice_disconnected_timeout = ?config.ice_disconnected_timeout,
         ice_failed_timeout = ?config.ice_failed_timeout,
+        turn = config.turn.is_some(),
         "starting switchyard {}",
         env!("CARGO_PKG_VERSION")
     );
@@ -52,6 +62,40 @@ async fn main() -> anyhow::Result<()> {
     server.wait().await.inspect_err(|err| {
         error!(error = err as &dyn std::error::Error, "server failed");
     })?;
+    Ok(())
+}
+
+/// Runs the TURN relay alone until a signal arrives. A second signal exits at once.
+async fn turn(args: TurnArgs) -> anyhow::Result<()> {
+    let config = turn_config::load(&args.config)?;
+    turn_config::log_effective(
+        &config,
+        &format!(
+            "starting switchyard {} TURN relay",
+            env!("CARGO_PKG_VERSION")
+        ),
+    );
+
+    let mut signals = Signals::install().context("could not install signal handlers")?;
+    let server = switchyard_turn::start(config)
+        .await
+        .context("could not start the TURN relay")?;
+    info!(
+        udp = ?server.udp_addrs(),
+        tcp = ?server.tcp_addrs(),
+        tls = ?server.tls_addrs(),
+        "TURN relay listening"
+    );
+
+    let name = signals.recv().await;
+    info!(signal = name, "signal received; shutting down");
+    tokio::select! {
+        () = server.shutdown() => info!("TURN relay stopped"),
+        name = signals.recv() => {
+            warn!(signal = name, "second signal; exiting without a clean shutdown");
+            std::process::exit(1);
+        }
+    }
     Ok(())
 }
 

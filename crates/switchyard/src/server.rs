@@ -1,16 +1,19 @@
-//! Starting and stopping a whole server: HTTP listener, SFU and signaling.
+//! Starting and stopping a whole server: HTTP listener, SFU, the bundled TURN relay and
+//! signaling.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::routing::get;
 use switchyard_signal::{app, AppState, MemoryRoomStore};
+use switchyard_turn::TurnServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, Instrument};
 
 use crate::config::ServerConfig;
+use crate::relay::{self, RelayAddrs};
 use crate::web;
 
 /// Failure to start or run the server.
@@ -34,6 +37,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// The bundled TURN relay could not start.
+    #[error("could not start the bundled TURN relay")]
+    StartTurn(#[source] switchyard_turn::TurnError),
     /// Accepting HTTP connections failed.
     #[error("HTTP server failed")]
     Serve(#[source] std::io::Error),
@@ -48,6 +54,7 @@ pub enum RunError {
 pub struct RunningServer {
     http_addr: SocketAddr,
     media_addr: SocketAddr,
+    relay_addrs: Option<RelayAddrs>,
     task: JoinHandle<Result<(), RunError>>,
 }
 
@@ -62,6 +69,11 @@ impl RunningServer {
         self.media_addr
     }
 
+    /// Listener addresses of the bundled TURN relay, or `None` when it is disabled.
+    pub fn relay_addrs(&self) -> Option<&RelayAddrs> {
+        self.relay_addrs.as_ref()
+    }
+
     /// Waits until the server has stopped: the listener is closed and every session has sent
     /// its close frame or timed out.
     pub async fn wait(self) -> Result<(), RunError> {
@@ -69,11 +81,12 @@ impl RunningServer {
     }
 }
 
-/// Binds the HTTP listener and the media socket, and serves until `shutdown` is cancelled.
+/// Binds the HTTP listener, the media socket and the TURN relay's listeners, and serves until
+/// `shutdown` is cancelled.
 ///
-/// Returns once both sockets are bound, so the addresses in [`RunningServer`] are final even
+/// Returns once every socket is bound, so the addresses in [`RunningServer`] are final even
 /// when the configuration requests port 0. On shutdown, every connected client gets `error`
-/// `server_shutdown` and close code 1001 and leaves the SFU.
+/// `server_shutdown` and close code 1001 and leaves the SFU, and then the relay stops.
 pub async fn run(
     config: ServerConfig,
     shutdown: CancellationToken,
@@ -96,15 +109,34 @@ pub async fn run(
         })?;
     let media_addr = sfu.media_addr();
 
+    let mut signal_config = config.signal_config();
+    let (relay_server, relay_addrs) = match config.turn.clone() {
+        Some(turn) => {
+            // The address in the SFU's candidates, which relayed client traffic goes to.
+            let sfu_peer = SocketAddr::new(
+                config.public_ip.unwrap_or(media_addr.ip()),
+                media_addr.port(),
+            );
+            let relay = relay::start(turn, sfu_peer, config.public_ip)
+                .await
+                .map_err(RunError::StartTurn)?;
+            signal_config.turn_relay = Some(relay.credentials);
+            (Some(relay.server), Some(relay.addrs))
+        }
+        None => (None, None),
+    };
+
     let store = Arc::new(MemoryRoomStore::new());
-    let state = AppState::new(config.signal_config(), store, sfu, shutdown.clone());
+    let state = AppState::new(signal_config, store, sfu, shutdown.clone());
     let router = app(state.clone()).fallback_service(get(web::serve_asset));
     info!(%http_addr, %media_addr, "listening");
 
-    let task = tokio::spawn(serve(listener, router, state, shutdown).in_current_span());
+    let task =
+        tokio::spawn(serve(listener, router, state, relay_server, shutdown).in_current_span());
     Ok(RunningServer {
         http_addr,
         media_addr,
+        relay_addrs,
         task,
     })
 }
@@ -113,6 +145,7 @@ async fn serve(
     listener: TcpListener,
     router: axum::Router,
     state: AppState,
+    relay: Option<TurnServer>,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let served = axum::serve(listener, router)
@@ -124,6 +157,10 @@ async fn serve(
     shutdown.cancel();
     info!(sessions = state.session_count(), "closing sessions");
     state.wait_for_sessions().await;
+    if let Some(relay) = relay {
+        relay.shutdown().await;
+        info!("bundled TURN relay stopped");
+    }
     info!("server stopped");
     served.map_err(RunError::Serve)
 }

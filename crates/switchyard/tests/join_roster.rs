@@ -43,6 +43,7 @@ async fn second_client_sees_first_in_roster() {
 async fn joined_carries_configured_ice_servers() {
     let config = switchyard::ServerConfig {
         ice_servers: vec!["stun:127.0.0.1:3478".into()],
+        turn: None,
         ..loopback_config()
     };
     let server = TestServer::start(config).await;

@@ -13,13 +13,27 @@ use std::time::{Duration, Instant};
 use common::{Client, WAIT};
 use switchyard_proto::ErrorCode;
 
-/// Starts the binary on 127.0.0.1 with kernel-chosen ports and returns it with its HTTP address,
-/// read from the "listening" log line.
-fn start_binary() -> (Child, SocketAddr) {
+/// Starts the binary on 127.0.0.1 with kernel-chosen ports, for the bundled TURN relay too, and
+/// returns it with its HTTP address, read from the "listening" log line. `label` keeps the
+/// relay config files of tests that run at the same time apart.
+fn start_binary(label: &str) -> (Child, SocketAddr) {
+    let turn_config = std::env::temp_dir().join(format!(
+        "switchyard-signals-{}-{label}.toml",
+        std::process::id()
+    ));
+    std::fs::write(
+        &turn_config,
+        "listen-udp = [\"127.0.0.1:0\"]\nlisten-tcp = [\"127.0.0.1:0\"]\n",
+    )
+    .expect("write the TURN config");
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["serve", "--http", "127.0.0.1:0", "--media", "127.0.0.1:0"])
+        .arg("--turn-config")
+        .arg(&turn_config)
         .env("RUST_LOG", "info")
         .env_remove("SWITCHYARD_CONFIG")
+        .env_remove("SWITCHYARD_TURN_CONFIG")
+        .env_remove("SWITCHYARD_NO_TURN")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -44,6 +58,8 @@ fn start_binary() -> (Child, SocketAddr) {
             panic!("the server logged no \"listening\" line within {WAIT:?}");
         };
         if let Some(addr) = http_addr(&line) {
+            // The server has read the file before it logs "listening".
+            let _ = std::fs::remove_file(&turn_config);
             return (child, addr);
         }
     }
@@ -74,7 +90,7 @@ fn wait_for_exit(child: &mut Child) -> Option<i32> {
 }
 
 async fn assert_signal_stops_server(signal: &str) {
-    let (mut child, addr) = start_binary();
+    let (mut child, addr) = start_binary(signal);
     let mut client = Client::connect(addr, None).await;
     client.join("demo", "Ada").await;
 

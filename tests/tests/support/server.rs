@@ -41,12 +41,14 @@ impl TestServer {
         TestServer::start_with(ServerConfig::default()).await
     }
 
-    /// Starts the server with `config`, except that HTTP and media listen on 127.0.0.1, port 0.
+    /// Starts the server with `config`, except that HTTP and media listen on 127.0.0.1, port 0,
+    /// and the bundled TURN relay is off, because these clients ignore `iceServers`.
     pub async fn start_with(config: ServerConfig) -> TestServer {
         let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         let config = ServerConfig {
             http: loopback,
             media: loopback,
+            turn: None,
             ..config
         };
         let shutdown = CancellationToken::new();

@@ -10,8 +10,9 @@ use std::time::Duration;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use switchyard::{CancellationToken, RunningServer, ServerConfig};
+use switchyard::{CancellationToken, RelayAddrs, RunningServer, ServerConfig};
 use switchyard_proto::{ErrorCode, ParticipantInfo, ServerMessage};
+use switchyard_turn::TurnConfig;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -19,12 +20,18 @@ use tokio_tungstenite::WebSocketStream;
 /// Failure bound for every wait. No test relies on how long anything takes.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// Returns the default configuration with HTTP and media on 127.0.0.1, port 0.
+/// Returns the default configuration with HTTP, media and the bundled TURN relay's UDP and TCP
+/// listeners on 127.0.0.1, port 0.
 pub fn loopback_config() -> ServerConfig {
     let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     ServerConfig {
         http: loopback,
         media: loopback,
+        turn: Some(TurnConfig {
+            listen_udp: vec![loopback],
+            listen_tcp: vec![loopback],
+            ..TurnConfig::default()
+        }),
         ..ServerConfig::default()
     }
 }
@@ -32,6 +39,7 @@ pub fn loopback_config() -> ServerConfig {
 /// A running server and the token that stops it.
 pub struct TestServer {
     pub http_addr: SocketAddr,
+    pub relay_addrs: Option<RelayAddrs>,
     pub shutdown: CancellationToken,
     server: RunningServer,
 }
@@ -44,6 +52,7 @@ impl TestServer {
             .unwrap_or_else(|error| panic!("server failed to start: {error:?}"));
         TestServer {
             http_addr: server.http_addr(),
+            relay_addrs: server.relay_addrs().cloned(),
             shutdown,
             server,
         }
