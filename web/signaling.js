@@ -12,7 +12,7 @@ const ACK_DELAY_MS = 250;
 // inside the server's default grace period of 20 s.
 const RESUME_DELAYS_MS = [0, 500, 1_000, 2_000, 4_000, 8_000];
 // Close codes after which the session is over, so resuming is pointless.
-const FINAL_CLOSE_CODES = new Set([1000, 1001, 1009, 4001]);
+const FINAL_CLOSE_CODES = new Set([1000, 1001, 1009, 4001, 4003]);
 
 /** Returns the WebSocket signaling URL on the server that served this page. */
 export function signalingUrl(location) {

@@ -36,6 +36,10 @@ pub enum ErrorCode {
     InternalError,
     /// No session has the given resume token: it ended or never existed. Join again.
     SessionNotFound,
+    /// A participant with the same identity is in the room, and the server rejects duplicates.
+    DuplicateIdentity,
+    /// A new join with the same identity replaced this session; the connection closes with 4003.
+    Replaced,
 }
 
 impl ErrorCode {
@@ -57,6 +61,8 @@ impl ErrorCode {
             ErrorCode::ServerShutdown => "server_shutdown",
             ErrorCode::InternalError => "internal_error",
             ErrorCode::SessionNotFound => "session_not_found",
+            ErrorCode::DuplicateIdentity => "duplicate_identity",
+            ErrorCode::Replaced => "replaced",
         }
     }
 }
@@ -74,6 +80,8 @@ pub enum CloseCode {
     SlowConsumer,
     /// 4001: another connection resumed the session.
     Superseded,
+    /// 4003: a new join with the same identity replaced the session.
+    Replaced,
 }
 
 impl CloseCode {
@@ -85,6 +93,7 @@ impl CloseCode {
             CloseCode::MessageTooBig => 1009,
             CloseCode::SlowConsumer => 4008,
             CloseCode::Superseded => 4001,
+            CloseCode::Replaced => 4003,
         }
     }
 }

@@ -181,6 +181,8 @@ fn error_code_strings_match_serde() {
         ErrorCode::ServerShutdown,
         ErrorCode::InternalError,
         ErrorCode::SessionNotFound,
+        ErrorCode::DuplicateIdentity,
+        ErrorCode::Replaced,
     ];
     for code in codes {
         let encoded = serde_json::to_value(code).unwrap();

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use switchyard_proto::IceServer;
 
 use crate::relay::TurnRelay;
+use crate::store::DuplicateIdentity;
 
 /// Default maximum size of one client message in bytes (64 KiB).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024;
@@ -67,6 +68,9 @@ pub struct SignalConfig {
     /// Time without any frame from a WebSocket client, pongs included, before the connection
     /// counts as dead. Default 30 seconds.
     pub ping_timeout: Duration,
+    /// What a join does when a participant with the same identity is in the room. Default:
+    /// replace the old session.
+    pub duplicate_identity: DuplicateIdentity,
 }
 
 impl Default for SignalConfig {
@@ -82,6 +86,7 @@ impl Default for SignalConfig {
             outbox_age: DEFAULT_OUTBOX_AGE,
             ping_interval: DEFAULT_PING_INTERVAL,
             ping_timeout: DEFAULT_PING_TIMEOUT,
+            duplicate_identity: DuplicateIdentity::Replace,
         }
     }
 }

@@ -3,14 +3,14 @@
 
 use switchyard_proto::{ErrorCode, ServerMessage};
 use tokio::sync::mpsc;
-use tracing::error;
+use tracing::{debug, error};
 
 use crate::names::ParticipantId;
 use crate::outbound::Outbound;
 use crate::participant::{self, NewSession, SessionHandle};
 use crate::session::{display_name, JoinRequest};
 use crate::state::AppState;
-use crate::store::Member;
+use crate::store::{Member, StoreError};
 
 /// A joined session.
 #[derive(Debug)]
@@ -50,10 +50,22 @@ pub(crate) async fn join(
     let member = Member {
         id: participant_id.clone(),
         name: name.into_string(),
+        identity: request.identity,
         events: room_events,
     };
-    let others = match state.store.join(&request.room, member).await {
+    let duplicates = state.config.duplicate_identity;
+    let others = match state.store.join(&request.room, member, duplicates).await {
         Ok(others) => others,
+        Err(StoreError::DuplicateIdentity { room }) => {
+            debug!(room_id = %room, "join with a duplicate identity rejected");
+            return Err(Rejected {
+                reply: ServerMessage::error(
+                    ErrorCode::DuplicateIdentity,
+                    "a participant with this identity is already in the room",
+                ),
+                outbound: connection.map(|(_, outbound)| outbound),
+            });
+        }
         Err(err) => {
             error!(
                 error = &err as &dyn std::error::Error,

@@ -63,7 +63,9 @@ pub use names::{
 pub use relay::TurnRelay;
 pub use sse::{EVENTS_PATH, SEND_PATH};
 pub use state::AppState;
-pub use store::{Member, MemoryRoomStore, RoomEvent, RoomEventSender, RoomStore, StoreError};
+pub use store::{
+    DuplicateIdentity, Member, MemoryRoomStore, RoomEvent, RoomEventSender, RoomStore, StoreError,
+};
 
 /// Path of the WebSocket endpoint.
 pub const WS_PATH: &str = "/v1/ws";

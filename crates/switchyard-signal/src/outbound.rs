@@ -188,6 +188,7 @@ fn close_frame(code: CloseCode) -> Message {
         CloseCode::MessageTooBig => "message too large",
         CloseCode::SlowConsumer => "slow consumer",
         CloseCode::Superseded => "resumed on another connection",
+        CloseCode::Replaced => "replaced by a new join",
     };
     Message::Close(Some(CloseFrame {
         code: code.code(),
@@ -274,6 +275,7 @@ mod tests {
             CloseCode::MessageTooBig,
             CloseCode::SlowConsumer,
             CloseCode::Superseded,
+            CloseCode::Replaced,
         ];
         for code in codes {
             let Message::Close(Some(frame)) = close_frame(code) else {

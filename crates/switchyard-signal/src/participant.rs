@@ -183,9 +183,10 @@ impl Actor {
             let deadline = self.next_deadline();
             let handled = tokio::select! {
                 Some(input) = self.inputs.recv() => self.on_input(input),
-                Some(event) = next_event(&mut self.room_events) => {
-                    self.deliver(ServerFrame::event(event.into()))
-                }
+                Some(event) = next_event(&mut self.room_events) => match event.into_message() {
+                    Some(message) => self.deliver(ServerFrame::event(message)),
+                    None => Err(SessionEnd::Replaced),
+                },
                 Some(frame) = next_event(&mut self.sfu_events) => self.on_sfu_frame(frame),
                 () = sleep_until(deadline) => self.on_timeout(),
                 () = self.state.shutdown.cancelled() => Err(SessionEnd::Shutdown),

@@ -160,6 +160,8 @@ pub(crate) enum SessionEnd {
     GraceExpired,
     /// A resume found messages missing, so the client has to join again.
     ResumeFailed,
+    /// A new join with the same identity took the session's place in the room.
+    Replaced,
 }
 
 impl SessionEnd {
@@ -174,6 +176,10 @@ impl SessionEnd {
                 ErrorCode::ServerShutdown,
                 "server is shutting down, reconnect later",
             )),
+            SessionEnd::Replaced => Some(ServerMessage::error(
+                ErrorCode::Replaced,
+                "a new join with the same identity replaced this session",
+            )),
             _ => None,
         }
     }
@@ -185,6 +191,7 @@ impl SessionEnd {
             SessionEnd::Left => Some(CloseCode::Normal),
             SessionEnd::MessageTooLarge => Some(CloseCode::MessageTooBig),
             SessionEnd::Shutdown => Some(CloseCode::GoingAway),
+            SessionEnd::Replaced => Some(CloseCode::Replaced),
             SessionEnd::GraceExpired | SessionEnd::ResumeFailed => None,
         }
     }
@@ -198,6 +205,7 @@ impl fmt::Display for SessionEnd {
             SessionEnd::Shutdown => "server shutdown",
             SessionEnd::GraceExpired => "no resume within the grace period",
             SessionEnd::ResumeFailed => "resume found messages missing",
+            SessionEnd::Replaced => "replaced by a new join with the same identity",
         };
         f.write_str(reason)
     }
@@ -370,6 +378,7 @@ mod tests {
             ),
             (SessionEnd::GraceExpired, None, None),
             (SessionEnd::ResumeFailed, None, None),
+            (SessionEnd::Replaced, Some(4003), Some(ErrorCode::Replaced)),
         ];
         for (end, code, farewell) in cases {
             assert_eq!(end.close_code().map(CloseCode::code), code, "{end}");

@@ -22,19 +22,36 @@ pub enum RoomEvent {
     ParticipantJoined(ParticipantInfo),
     /// A participant left the room or was disconnected.
     ParticipantLeft(ParticipantId),
+    /// Sent only to the member itself: a new join with its identity took its place, and the
+    /// others were told that it left.
+    Replaced,
 }
 
-impl From<RoomEvent> for ServerMessage {
-    fn from(event: RoomEvent) -> Self {
-        match event {
+impl RoomEvent {
+    /// Returns the message the client gets for this event, or `None` for [`RoomEvent::Replaced`],
+    /// which ends the session instead.
+    pub fn into_message(self) -> Option<ServerMessage> {
+        match self {
             RoomEvent::ParticipantJoined(participant) => {
-                ServerMessage::ParticipantJoined { participant }
+                Some(ServerMessage::ParticipantJoined { participant })
             }
-            RoomEvent::ParticipantLeft(id) => ServerMessage::ParticipantLeft {
+            RoomEvent::ParticipantLeft(id) => Some(ServerMessage::ParticipantLeft {
                 participant_id: id.as_str().to_owned(),
-            },
+            }),
+            RoomEvent::Replaced => None,
         }
     }
+}
+
+/// What a join does when a member with the same identity is already in the room.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DuplicateIdentity {
+    /// Remove the old member and add the new one in one step: the others see one leave and
+    /// one join.
+    #[default]
+    Replace,
+    /// Reject the new join with `duplicate_identity`.
+    Reject,
 }
 
 /// Channel on which a store delivers room events to one member's session.
@@ -50,6 +67,9 @@ pub struct Member {
     pub id: ParticipantId,
     /// Display name shown to the others.
     pub name: String,
+    /// Identity for duplicate detection, from the join token or the `join` message. Members
+    /// without one are never duplicates.
+    pub identity: Option<String>,
     /// Channel on which the store delivers the room's events to this member.
     pub events: RoomEventSender,
 }
@@ -67,6 +87,12 @@ impl Member {
 /// Failure of a room store operation.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A member with the same identity is in the room and duplicates are rejected.
+    #[error("a participant with this identity is already in room {room:?}")]
+    DuplicateIdentity {
+        /// Room that was joined.
+        room: RoomName,
+    },
     /// A member with this id is already in the room.
     #[error("participant {participant_id} is already in room {room:?}")]
     DuplicateParticipant {
@@ -97,10 +123,15 @@ pub trait RoomStore: Send + Sync + 'static {
     ///
     /// From the moment of the call, `member.events` receives the events of changes that the
     /// returned roster does not include.
+    ///
+    /// A member with the same [`Member::identity`] is handled by `duplicates`. With
+    /// [`DuplicateIdentity::Replace`] the store removes it in the same step, sends it
+    /// [`RoomEvent::Replaced`] and the others [`RoomEvent::ParticipantLeft`] for it.
     async fn join(
         &self,
         room: &RoomName,
         member: Member,
+        duplicates: DuplicateIdentity,
     ) -> Result<Vec<ParticipantInfo>, StoreError>;
 
     /// Removes a participant from `room` and sends [`RoomEvent::ParticipantLeft`] to the others.

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use switchyard_proto::ParticipantInfo;
 
-use super::{Member, RoomEvent, RoomStore, StoreError};
+use super::{DuplicateIdentity, Member, RoomEvent, RoomStore, StoreError};
 use crate::names::{ParticipantId, RoomName};
 
 /// Rooms of one server process.
@@ -42,6 +42,7 @@ impl RoomStore for MemoryRoomStore {
         &self,
         room: &RoomName,
         member: Member,
+        duplicates: DuplicateIdentity,
     ) -> Result<Vec<ParticipantInfo>, StoreError> {
         let mut rooms = self.lock();
         let members = rooms.entry(room.clone()).or_default();
@@ -50,6 +51,19 @@ impl RoomStore for MemoryRoomStore {
                 room: room.clone(),
                 participant_id: member.id,
             });
+        }
+        let duplicate = member.identity.as_ref().and_then(|identity| {
+            members
+                .iter()
+                .position(|existing| existing.identity.as_ref() == Some(identity))
+        });
+        if let Some(index) = duplicate {
+            if duplicates == DuplicateIdentity::Reject {
+                return Err(StoreError::DuplicateIdentity { room: room.clone() });
+            }
+            let old = members.remove(index);
+            let _ = old.events.send(RoomEvent::Replaced);
+            broadcast(members, RoomEvent::ParticipantLeft(old.id));
         }
 
         let roster = members.iter().map(Member::info).collect();
@@ -97,6 +111,7 @@ mod tests {
         let member = Member {
             id: ParticipantId::from_string(id.into()),
             name: name.into(),
+            identity: None,
             events,
         };
         (member, receiver)
@@ -121,13 +136,25 @@ mod tests {
         let (grace, _grace_events) = member("g", "Grace");
         let (lin, _lin_events) = member("l", "Lin");
 
-        assert_eq!(store.join(&demo, ada).await.unwrap(), vec![]);
         assert_eq!(
-            store.join(&demo, grace).await.unwrap(),
+            store
+                .join(&demo, ada, DuplicateIdentity::Replace)
+                .await
+                .unwrap(),
+            vec![]
+        );
+        assert_eq!(
+            store
+                .join(&demo, grace, DuplicateIdentity::Replace)
+                .await
+                .unwrap(),
             vec![info("a", "Ada")]
         );
         assert_eq!(
-            store.join(&demo, lin).await.unwrap(),
+            store
+                .join(&demo, lin, DuplicateIdentity::Replace)
+                .await
+                .unwrap(),
             vec![info("a", "Ada"), info("g", "Grace")]
         );
     }
@@ -138,8 +165,14 @@ mod tests {
         let demo = room("demo");
         let (ada, mut ada_events) = member("a", "Ada");
         let (grace, mut grace_events) = member("g", "Grace");
-        store.join(&demo, ada).await.unwrap();
-        store.join(&demo, grace).await.unwrap();
+        store
+            .join(&demo, ada, DuplicateIdentity::Replace)
+            .await
+            .unwrap();
+        store
+            .join(&demo, grace, DuplicateIdentity::Replace)
+            .await
+            .unwrap();
 
         assert_eq!(
             ada_events.try_recv().unwrap(),
@@ -162,8 +195,14 @@ mod tests {
         let demo = room("demo");
         let (ada, mut ada_events) = member("a", "Ada");
         let (grace, _grace_events) = member("g", "Grace");
-        store.join(&demo, ada).await.unwrap();
-        store.join(&demo, grace).await.unwrap();
+        store
+            .join(&demo, ada, DuplicateIdentity::Replace)
+            .await
+            .unwrap();
+        store
+            .join(&demo, grace, DuplicateIdentity::Replace)
+            .await
+            .unwrap();
         let _ = ada_events.try_recv();
 
         let grace_id = ParticipantId::from_string("g".into());
@@ -178,8 +217,17 @@ mod tests {
         let store = MemoryRoomStore::new();
         let (ada, mut ada_events) = member("a", "Ada");
         let (grace, _grace_events) = member("g", "Grace");
-        store.join(&room("one"), ada).await.unwrap();
-        assert_eq!(store.join(&room("two"), grace).await.unwrap(), vec![]);
+        store
+            .join(&room("one"), ada, DuplicateIdentity::Replace)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .join(&room("two"), grace, DuplicateIdentity::Replace)
+                .await
+                .unwrap(),
+            vec![]
+        );
         assert!(ada_events.try_recv().is_err());
         assert_eq!(store.room_count(), 2);
 
@@ -194,8 +242,86 @@ mod tests {
         let demo = room("demo");
         let (first, _first_events) = member("a", "Ada");
         let (second, _second_events) = member("a", "Impostor");
-        store.join(&demo, first).await.unwrap();
-        let error = store.join(&demo, second).await.unwrap_err();
+        store
+            .join(&demo, first, DuplicateIdentity::Replace)
+            .await
+            .unwrap();
+        let error = store
+            .join(&demo, second, DuplicateIdentity::Replace)
+            .await
+            .unwrap_err();
         assert!(matches!(error, StoreError::DuplicateParticipant { .. }));
+    }
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    fn member(id: &str, identity: &str) -> (Member, mpsc::UnboundedReceiver<RoomEvent>) {
+        let (events, receiver) = mpsc::unbounded_channel();
+        let member = Member {
+            id: ParticipantId::from_string(id.into()),
+            name: identity.into(),
+            identity: Some(identity.into()),
+            events,
+        };
+        (member, receiver)
+    }
+
+    #[tokio::test]
+    async fn same_identity_replaces_in_one_step() {
+        let store = MemoryRoomStore::new();
+        let demo = RoomName::parse("demo".into()).unwrap();
+        let (ada, mut ada_events) = member("a", "ada");
+        let (old, mut old_events) = member("g1", "grace");
+        let (new, _new_events) = member("g2", "grace");
+        store
+            .join(&demo, ada, DuplicateIdentity::Replace)
+            .await
+            .unwrap();
+        store
+            .join(&demo, old, DuplicateIdentity::Replace)
+            .await
+            .unwrap();
+        let _ = ada_events.try_recv();
+
+        let roster = store
+            .join(&demo, new, DuplicateIdentity::Replace)
+            .await
+            .unwrap();
+        let ids: Vec<&str> = roster.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["a"]);
+        assert_eq!(old_events.try_recv().unwrap(), RoomEvent::Replaced);
+        assert_eq!(
+            ada_events.try_recv().unwrap(),
+            RoomEvent::ParticipantLeft(ParticipantId::from_string("g1".into()))
+        );
+        assert!(matches!(
+            ada_events.try_recv().unwrap(),
+            RoomEvent::ParticipantJoined(info) if info.id == "g2"
+        ));
+        assert!(ada_events.try_recv().is_err());
+        // The replaced member's own leave finds nothing to announce.
+        let old_id = ParticipantId::from_string("g1".into());
+        assert!(!store.leave(&demo, &old_id).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn same_identity_rejected_when_configured() {
+        let store = MemoryRoomStore::new();
+        let demo = RoomName::parse("demo".into()).unwrap();
+        let (first, _first_events) = member("g1", "grace");
+        let (second, _second_events) = member("g2", "grace");
+        store
+            .join(&demo, first, DuplicateIdentity::Reject)
+            .await
+            .unwrap();
+        let error = store
+            .join(&demo, second, DuplicateIdentity::Reject)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, StoreError::DuplicateIdentity { .. }));
     }
 }
