@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use switchyard_proto::IceServer;
 use switchyard_sfu::SfuConfig;
-use switchyard_signal::{SignalConfig, DEFAULT_CLOSE_TIMEOUT};
+use switchyard_signal::{DuplicateIdentity, SignalConfig, DEFAULT_CLOSE_TIMEOUT};
 use switchyard_turn::TurnConfig;
 
 use crate::cli::ServeArgs;
@@ -135,6 +135,9 @@ pub struct ServerConfig {
     /// Time without any frame from a WebSocket client before its connection counts as dead.
     /// Default 30 seconds.
     pub ping_timeout: Duration,
+    /// What a join does when a participant with the same identity is in the room. Default:
+    /// replace the old session.
+    pub duplicate_identity: DuplicateIdentity,
     /// Settings of the bundled STUN/TURN relay, or `None` to run without it. Default: the
     /// relay's defaults, listening on 127.0.0.1:3478 over UDP and TCP.
     pub turn: Option<TurnConfig>,
@@ -159,6 +162,7 @@ impl Default for ServerConfig {
             outbox_age: signal.outbox_age,
             ping_interval: signal.ping_interval,
             ping_timeout: signal.ping_timeout,
+            duplicate_identity: signal.duplicate_identity,
             turn: Some(TurnConfig::default()),
         }
     }
@@ -202,6 +206,7 @@ impl ServerConfig {
             outbox_age: defaults.outbox_age,
             ping_interval: defaults.ping_interval,
             ping_timeout: defaults.ping_timeout,
+            duplicate_identity: defaults.duplicate_identity,
             turn,
         };
         config.validate()?;
@@ -276,6 +281,7 @@ impl ServerConfig {
             outbox_age: self.outbox_age,
             ping_interval: self.ping_interval,
             ping_timeout: self.ping_timeout,
+            duplicate_identity: self.duplicate_identity,
             turn_relay: None,
         }
     }
