@@ -119,12 +119,60 @@ pub struct ServeArgs {
     #[serde(default)]
     pub no_turn: bool,
 
+    /// Seconds a participant whose connection dropped without `leave` stays in the room,
+    /// waiting for a resume. 0 removes it at once [default: 20]
+    #[arg(long, env = "SWITCHYARD_RECONNECT_GRACE", value_name = "SECS")]
+    pub reconnect_grace: Option<u64>,
+
+    /// Number of unacknowledged messages kept per session for resume. A resume that needs an
+    /// older message fails and the client joins again [default: 1000]
+    #[arg(long, env = "SWITCHYARD_OUTBOX_MESSAGES", value_name = "N")]
+    pub outbox_messages: Option<usize>,
+
+    /// Seconds an unacknowledged message is kept for resume [default: 120]
+    #[arg(long, env = "SWITCHYARD_OUTBOX_AGE", value_name = "SECS")]
+    pub outbox_age: Option<u64>,
+
+    /// Seconds between WebSocket pings [default: 10]
+    #[arg(long, env = "SWITCHYARD_PING_INTERVAL", value_name = "SECS")]
+    pub ping_interval: Option<u64>,
+
+    /// Seconds without any frame from a WebSocket client, pongs included, before its
+    /// connection counts as dropped [default: 30]
+    #[arg(long, env = "SWITCHYARD_PING_TIMEOUT", value_name = "SECS")]
+    pub ping_timeout: Option<u64>,
+
+    /// Policy for a join whose identity matches a participant in the room: `replace` the old
+    /// session, or `reject` the new join with `duplicate_identity` [default: replace]
+    #[arg(long, env = "SWITCHYARD_DUPLICATE_IDENTITY", value_name = "POLICY")]
+    pub duplicate_identity: Option<DuplicateIdentityPolicy>,
+
     /// TOML file with any of the keys http, media, public-ip, ice-server (a list),
     /// max-message-size, outbound-queue, ice-disconnected-timeout, ice-failed-timeout,
-    /// turn-config and no-turn. Flags and environment variables override it
+    /// reconnect-grace, outbox-messages, outbox-age, ping-interval, ping-timeout,
+    /// duplicate-identity, turn-config and no-turn. Flags and environment variables override it
     #[arg(long, env = "SWITCHYARD_CONFIG", value_name = "FILE")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
+}
+
+/// Value of `--duplicate-identity`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DuplicateIdentityPolicy {
+    /// Remove the participant already in the room and admit the new join.
+    Replace,
+    /// Reject the new join with `duplicate_identity`.
+    Reject,
+}
+
+impl From<DuplicateIdentityPolicy> for switchyard_signal::DuplicateIdentity {
+    fn from(policy: DuplicateIdentityPolicy) -> Self {
+        match policy {
+            DuplicateIdentityPolicy::Replace => switchyard_signal::DuplicateIdentity::Replace,
+            DuplicateIdentityPolicy::Reject => switchyard_signal::DuplicateIdentity::Reject,
+        }
+    }
 }
 
 impl ServeArgs {
@@ -151,6 +199,12 @@ impl ServeArgs {
                 .ice_disconnected_timeout
                 .or(lower.ice_disconnected_timeout),
             ice_failed_timeout: self.ice_failed_timeout.or(lower.ice_failed_timeout),
+            reconnect_grace: self.reconnect_grace.or(lower.reconnect_grace),
+            outbox_messages: self.outbox_messages.or(lower.outbox_messages),
+            outbox_age: self.outbox_age.or(lower.outbox_age),
+            ping_interval: self.ping_interval.or(lower.ping_interval),
+            ping_timeout: self.ping_timeout.or(lower.ping_timeout),
+            duplicate_identity: self.duplicate_identity.or(lower.duplicate_identity),
             turn_config,
             no_turn,
             config: self.config.or(lower.config),
@@ -250,6 +304,36 @@ mod tests {
     }
 
     #[test]
+    fn session_settings_parse() {
+        let args = parse(&[
+            "--reconnect-grace",
+            "0",
+            "--outbox-messages",
+            "50",
+            "--outbox-age",
+            "7",
+            "--ping-interval",
+            "2",
+            "--ping-timeout",
+            "6",
+            "--duplicate-identity",
+            "reject",
+        ]);
+        assert_eq!(args.reconnect_grace, Some(0));
+        assert_eq!(args.outbox_messages, Some(50));
+        assert_eq!(args.outbox_age, Some(7));
+        assert_eq!(args.ping_interval, Some(2));
+        assert_eq!(args.ping_timeout, Some(6));
+        assert_eq!(
+            args.duplicate_identity,
+            Some(DuplicateIdentityPolicy::Reject)
+        );
+
+        let unknown = Cli::try_parse_from(["switchyard", "--duplicate-identity", "merge"]);
+        assert!(unknown.is_err());
+    }
+
+    #[test]
     fn invalid_address_is_rejected() {
         let result = Cli::try_parse_from(["switchyard", "--http", "localhost"]);
         assert!(result.is_err());
@@ -265,6 +349,8 @@ mod tests {
             ice-server = ["stun:127.0.0.1:3478"]
             outbound-queue = 16
             ice-failed-timeout = 4
+            ping-timeout = 12
+            duplicate-identity = "reject"
             no-turn = true
             "#,
         )
@@ -283,6 +369,11 @@ mod tests {
         assert_eq!(merged.outbound_queue, Some(8));
         assert_eq!(merged.ice_failed_timeout, Some(4));
         assert_eq!(merged.ice_disconnected_timeout, None);
+        assert_eq!(merged.ping_timeout, Some(12));
+        assert_eq!(
+            merged.duplicate_identity,
+            Some(DuplicateIdentityPolicy::Reject)
+        );
     }
 
     #[test]
@@ -297,6 +388,12 @@ mod tests {
             "SWITCHYARD_OUTBOUND_QUEUE",
             "SWITCHYARD_ICE_DISCONNECTED_TIMEOUT",
             "SWITCHYARD_ICE_FAILED_TIMEOUT",
+            "SWITCHYARD_RECONNECT_GRACE",
+            "SWITCHYARD_OUTBOX_MESSAGES",
+            "SWITCHYARD_OUTBOX_AGE",
+            "SWITCHYARD_PING_INTERVAL",
+            "SWITCHYARD_PING_TIMEOUT",
+            "SWITCHYARD_DUPLICATE_IDENTITY",
             "SWITCHYARD_TURN_CONFIG",
             "SWITCHYARD_NO_TURN",
             "SWITCHYARD_CONFIG",

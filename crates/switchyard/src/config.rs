@@ -26,6 +26,11 @@ pub const DEFAULT_MEDIA: SocketAddr =
 /// hour of silence is already far past any useful timeout.
 pub const MAX_ICE_TIMEOUT_SECS: u64 = 3600;
 
+/// Largest accepted reconnect grace, outbox age, ping interval and ping timeout, in seconds
+/// (one day). The session adds them to instants, which would overflow and panic for values
+/// near `u64::MAX` seconds.
+pub const MAX_SESSION_TIMER_SECS: u64 = 86_400;
+
 /// URL schemes accepted for ICE servers (RFC 7064 for STUN, RFC 7065 for TURN).
 const ICE_URL_SCHEMES: [&str; 4] = ["stun:", "stuns:", "turn:", "turns:"];
 
@@ -201,12 +206,22 @@ impl ServerConfig {
             ice_failed_timeout: args
                 .ice_failed_timeout
                 .map_or(defaults.ice_failed_timeout, Duration::from_secs),
-            reconnect_grace: defaults.reconnect_grace,
-            outbox_messages: defaults.outbox_messages,
-            outbox_age: defaults.outbox_age,
-            ping_interval: defaults.ping_interval,
-            ping_timeout: defaults.ping_timeout,
-            duplicate_identity: defaults.duplicate_identity,
+            reconnect_grace: args
+                .reconnect_grace
+                .map_or(defaults.reconnect_grace, Duration::from_secs),
+            outbox_messages: args.outbox_messages.unwrap_or(defaults.outbox_messages),
+            outbox_age: args
+                .outbox_age
+                .map_or(defaults.outbox_age, Duration::from_secs),
+            ping_interval: args
+                .ping_interval
+                .map_or(defaults.ping_interval, Duration::from_secs),
+            ping_timeout: args
+                .ping_timeout
+                .map_or(defaults.ping_timeout, Duration::from_secs),
+            duplicate_identity: args
+                .duplicate_identity
+                .map_or(defaults.duplicate_identity, Into::into),
             turn,
         };
         config.validate()?;
@@ -225,6 +240,22 @@ impl ServerConfig {
                 key: "outbound-queue",
             });
         }
+
+        if self.outbox_messages == 0 {
+            return Err(ConfigError::Zero {
+                key: "outbox-messages",
+            });
+        }
+        check_session_timer("outbox-age", self.outbox_age)?;
+        check_session_timer("ping-interval", self.ping_interval)?;
+        check_session_timer("ping-timeout", self.ping_timeout)?;
+        if self.reconnect_grace > Duration::from_secs(MAX_SESSION_TIMER_SECS) {
+            return Err(ConfigError::TooLarge {
+                key: "reconnect-grace",
+                max: MAX_SESSION_TIMER_SECS,
+            });
+        }
+
         check_ice_timeout("ice-disconnected-timeout", self.ice_disconnected_timeout)?;
         check_ice_timeout("ice-failed-timeout", self.ice_failed_timeout)?;
         if let Some(url) = self.ice_servers.iter().find(|url| !is_ice_url(url)) {
@@ -326,6 +357,21 @@ fn check_ice_timeout(key: &'static str, timeout: Duration) -> Result<(), ConfigE
         return Err(ConfigError::TooLarge {
             key,
             max: MAX_ICE_TIMEOUT_SECS,
+        });
+    }
+    Ok(())
+}
+
+/// Rejects a zero or too large session timer: a zero ping interval makes tokio's interval
+/// panic, and a zero outbox age or ping timeout would drop every message or connection at once.
+fn check_session_timer(key: &'static str, timer: Duration) -> Result<(), ConfigError> {
+    if timer.is_zero() {
+        return Err(ConfigError::Zero { key });
+    }
+    if timer > Duration::from_secs(MAX_SESSION_TIMER_SECS) {
+        return Err(ConfigError::TooLarge {
+            key,
+            max: MAX_SESSION_TIMER_SECS,
         });
     }
     Ok(())
@@ -474,6 +520,75 @@ mod tests {
             ..ServeArgs::default()
         };
         assert!(ServerConfig::from_args(at_maximum).is_ok());
+    }
+
+    #[test]
+    fn session_settings_reach_signal_config() {
+        let path = temp_file(
+            "session-settings.toml",
+            r#"
+            reconnect-grace = 3
+            outbox-messages = 40
+            outbox-age = 50
+            ping-interval = 4
+            ping-timeout = 9
+            duplicate-identity = "reject"
+            "#,
+        );
+        let args = ServeArgs {
+            ping_timeout: Some(11),
+            config: Some(path.clone()),
+            ..ServeArgs::default()
+        };
+        let config = ServerConfig::from_args(args);
+        std::fs::remove_file(path).unwrap();
+
+        let signal = config.unwrap().signal_config();
+        assert_eq!(signal.reconnect_grace, Duration::from_secs(3));
+        assert_eq!(signal.outbox_messages, 40);
+        assert_eq!(signal.outbox_age, Duration::from_secs(50));
+        assert_eq!(signal.ping_interval, Duration::from_secs(4));
+        assert_eq!(signal.ping_timeout, Duration::from_secs(11));
+        assert_eq!(signal.duplicate_identity, DuplicateIdentity::Reject);
+    }
+
+    #[test]
+    fn bad_session_settings_are_rejected() {
+        let zero = [
+            ServeArgs {
+                outbox_messages: Some(0),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                outbox_age: Some(0),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                ping_interval: Some(0),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                ping_timeout: Some(0),
+                ..ServeArgs::default()
+            },
+        ];
+        for args in zero {
+            let result = ServerConfig::from_args(args.clone());
+            assert!(matches!(result, Err(ConfigError::Zero { .. })), "{args:?}");
+        }
+        let too_large = ServeArgs {
+            reconnect_grace: Some(u64::MAX),
+            ..ServeArgs::default()
+        };
+        assert!(matches!(
+            ServerConfig::from_args(too_large),
+            Err(ConfigError::TooLarge { .. })
+        ));
+        let no_grace = ServeArgs {
+            reconnect_grace: Some(0),
+            ..ServeArgs::default()
+        };
+        assert!(ServerConfig::from_args(no_grace).is_ok());
     }
 
     #[test]

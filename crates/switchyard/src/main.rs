@@ -36,6 +36,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         close_timeout = ?config.close_timeout,
         ice_disconnected_timeout = ?config.ice_disconnected_timeout,
         ice_failed_timeout = ?config.ice_failed_timeout,
+        reconnect_grace = ?config.reconnect_grace,
+        outbox_messages = config.outbox_messages,
+        outbox_age = ?config.outbox_age,
+        ping_interval = ?config.ping_interval,
+        ping_timeout = ?config.ping_timeout,
+        duplicate_identity = ?config.duplicate_identity,
         turn = config.turn.is_some(),
         "starting switchyard {}",
         env!("CARGO_PKG_VERSION")
