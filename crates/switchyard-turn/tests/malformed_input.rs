@@ -48,3 +48,32 @@ async fn malformed_stream_messages_do_not_stop_the_server() {
     binding_works(&mut other).await;
     server.shutdown().await;
 }
+
+/// The test client decodes with `rtc-stun`; this pins down that its decoder and getters reject
+/// the fixture inputs instead of panicking. The server itself parses with its own view.
+#[test]
+fn rtc_stun_rejects_fixture_inputs() {
+    use rtc_stun::attributes::ATTR_XORMAPPED_ADDRESS;
+    use rtc_stun::error_code::ErrorCodeAttribute;
+    use rtc_stun::message::Getter;
+    use rtc_stun::xoraddr::XorMappedAddress;
+
+    for (name, bytes) in hex_fixture(MALFORMED) {
+        let mut message = Message::new();
+        let decoded = message.unmarshal_binary(&bytes);
+        match name.as_str() {
+            "xor-mapped-address-zero-length" => {
+                assert!(decoded.is_ok(), "{name} decodes");
+                let mut address = XorMappedAddress::default();
+                let got = address.get_from_as(&message, ATTR_XORMAPPED_ADDRESS);
+                assert!(got.is_err(), "{name} has no address");
+            }
+            "error-code-zero-length" => {
+                assert!(decoded.is_ok(), "{name} decodes");
+                let got = ErrorCodeAttribute::default().get_from(&message);
+                assert!(got.is_err(), "{name} has no error code");
+            }
+            _ => assert!(decoded.is_err(), "{name} is rejected"),
+        }
+    }
+}
