@@ -40,6 +40,32 @@ pub enum ErrorCode {
     DuplicateIdentity,
     /// A new join with the same identity replaced this session; the connection closes with 4003.
     Replaced,
+    /// The join token is malformed or names an algorithm other than HS256.
+    InvalidToken,
+    /// The join token's `kid` names no configured API key.
+    UnknownApiKey,
+    /// The join token's signature does not match its API key's secret.
+    InvalidSignature,
+    /// The join token's `exp` has passed, or its `nbf` has not come yet.
+    TokenExpired,
+    /// The join token is for another room.
+    WrongRoom,
+    /// The join has no token and the server is not in development mode.
+    TokenRequired,
+    /// The participant's grants do not allow the request.
+    PermissionDenied,
+    /// The connection sent more messages per second than allowed; the message was dropped.
+    RateLimited,
+    /// The room has the maximum number of participants.
+    RoomFull,
+    /// The server has the maximum number of rooms and the join would create one.
+    TooManyRooms,
+    /// The request names a participant that is not in the room.
+    ParticipantNotFound,
+    /// A chat text or metadata value is longer than the limit.
+    TextTooLong,
+    /// HTTP only: the request's `Origin` is not in the server's list of allowed origins.
+    OriginNotAllowed,
 }
 
 impl ErrorCode {
@@ -63,6 +89,19 @@ impl ErrorCode {
             ErrorCode::SessionNotFound => "session_not_found",
             ErrorCode::DuplicateIdentity => "duplicate_identity",
             ErrorCode::Replaced => "replaced",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::UnknownApiKey => "unknown_api_key",
+            ErrorCode::InvalidSignature => "invalid_signature",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::WrongRoom => "wrong_room",
+            ErrorCode::TokenRequired => "token_required",
+            ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::RoomFull => "room_full",
+            ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::ParticipantNotFound => "participant_not_found",
+            ErrorCode::TextTooLong => "text_too_long",
+            ErrorCode::OriginNotAllowed => "origin_not_allowed",
         }
     }
 }
@@ -82,6 +121,8 @@ pub enum CloseCode {
     Superseded,
     /// 4003: a new join with the same identity replaced the session.
     Replaced,
+    /// 4029: the client went on sending over the message rate limit.
+    RateLimited,
 }
 
 impl CloseCode {
@@ -94,6 +135,7 @@ impl CloseCode {
             CloseCode::SlowConsumer => 4008,
             CloseCode::Superseded => 4001,
             CloseCode::Replaced => 4003,
+            CloseCode::RateLimited => 4029,
         }
     }
 }

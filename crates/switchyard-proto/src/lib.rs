@@ -65,6 +65,10 @@ pub struct ParticipantInfo {
     pub id: String,
     /// Display name given at join.
     pub name: String,
+    /// Application-defined metadata, empty until set with `set_metadata`. Left out of the JSON
+    /// when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub metadata: String,
 }
 
 /// STUN or TURN server for the browser's `RTCConfiguration.iceServers`.
@@ -89,6 +93,17 @@ pub enum TrackKind {
     Audio,
     /// Video track.
     Video,
+}
+
+/// What a `set_metadata` request changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetadataScope {
+    /// A participant's metadata: the sender's own, or another's with the room admin grant.
+    #[default]
+    Participant,
+    /// The room's metadata; needs the room admin grant.
+    Room,
 }
 
 /// Message from a client to the server.
@@ -149,6 +164,22 @@ pub enum ClientMessage {
     },
     /// Leave the room; the server closes the connection afterwards.
     Leave,
+    /// Set the room's or a participant's metadata.
+    SetMetadata {
+        /// Room or participant metadata; `participant` when absent.
+        #[serde(default)]
+        scope: MetadataScope,
+        /// Participant whose metadata changes; the sender when absent. Ignored for `room`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        participant_id: Option<String>,
+        /// New metadata, replacing the old value.
+        metadata: String,
+    },
+    /// Send a chat message to everyone in the room, the sender included.
+    Chat {
+        /// Message text.
+        text: String,
+    },
 }
 
 /// A client message as sent on the wire: the message and, for requests, the request id.
@@ -194,6 +225,9 @@ pub enum ServerMessage {
         /// Secret that lets a new connection take over this session with `resume`.
         #[serde(default)]
         resume_token: String,
+        /// The room's metadata, empty until set. Left out of the JSON when empty.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        room_metadata: String,
     },
     /// Reply to `resume`. When `resumed` is true, the messages after the client's `lastSeq`
     /// follow in order. When false, the session is gone or messages were lost, and the client
@@ -252,6 +286,27 @@ pub enum ServerMessage {
         participant_id: String,
         /// Track id that ended.
         track_id: String,
+    },
+    /// The room's metadata changed.
+    RoomMetadata {
+        /// New metadata.
+        metadata: String,
+    },
+    /// A participant's metadata changed.
+    ParticipantMetadata {
+        /// Participant whose metadata changed.
+        participant_id: String,
+        /// New metadata.
+        metadata: String,
+    },
+    /// A chat message sent to the room.
+    Chat {
+        /// Id of the sending participant.
+        from: String,
+        /// Message text.
+        text: String,
+        /// Time the server received it, in milliseconds since the Unix epoch.
+        ts: u64,
     },
     /// A request failed; the connection stays open unless a close frame follows.
     Error {

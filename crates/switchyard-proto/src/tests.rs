@@ -87,6 +87,7 @@ fn server_messages_round_trip() {
             participants: vec![ParticipantInfo {
                 id: "p0".into(),
                 name: "Grace".into(),
+                metadata: String::new(),
             }],
             ice_servers: vec![IceServer {
                 urls: vec!["stun:127.0.0.1:3478".into()],
@@ -94,6 +95,7 @@ fn server_messages_round_trip() {
                 credential: None,
             }],
             resume_token: "r".into(),
+            room_metadata: String::new(),
         },
         json!({
             "type": "joined",
@@ -117,6 +119,7 @@ fn server_messages_round_trip() {
             participant: ParticipantInfo {
                 id: "p2".into(),
                 name: "Lin".into(),
+                metadata: String::new(),
             },
         },
         json!({"type": "participant_joined", "participant": {"id": "p2", "name": "Lin"}}),

@@ -330,6 +330,9 @@ impl Sfu {
         let Some(subscriber) = self.participants.get_mut(&subscriber_key) else {
             return false;
         };
+        if !subscriber.subscribe {
+            return false;
+        }
         if subscriber
             .subscriptions
             .iter()

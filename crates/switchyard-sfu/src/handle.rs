@@ -20,6 +20,7 @@ pub(crate) enum Command {
     Join {
         room: String,
         participant_id: String,
+        subscribe: bool,
         events: EventSender,
     },
     PublishOffer {
@@ -61,9 +62,22 @@ impl SfuHandle {
     /// peer connections. Tracks already published in the room are offered on the subscriber
     /// connection at once.
     pub fn join(&self, room: &str, participant_id: &str, events: EventSender) {
+        self.join_with(room, participant_id, true, events);
+    }
+
+    /// Like [`SfuHandle::join`], but with `subscribe` false the participant gets no tracks:
+    /// its subscriber connection stays without media and the server never offers on it.
+    pub fn join_with(
+        &self,
+        room: &str,
+        participant_id: &str,
+        subscribe: bool,
+        events: EventSender,
+    ) {
         self.send(Command::Join {
             room: room.to_owned(),
             participant_id: participant_id.to_owned(),
+            subscribe,
             events,
         });
     }

@@ -72,6 +72,8 @@ pub(crate) struct Participant {
     pub published: Vec<PublishedTrack>,
     pub subscriptions: Vec<Subscription>,
     pub negotiation: SubscriberNegotiation,
+    /// Whether other participants' tracks are forwarded to this one.
+    pub subscribe: bool,
 }
 
 impl Participant {
@@ -162,8 +164,9 @@ impl Sfu {
             Command::Join {
                 room,
                 participant_id,
+                subscribe,
                 events,
-            } => self.join(now, room, participant_id, events),
+            } => self.join(now, room, participant_id, subscribe, events),
             Command::PublishOffer {
                 participant_id,
                 request_id,
@@ -230,7 +233,14 @@ impl Sfu {
         key
     }
 
-    fn join(&mut self, now: Instant, room: String, participant_id: String, events: EventSender) {
+    fn join(
+        &mut self,
+        now: Instant,
+        room: String,
+        participant_id: String,
+        subscribe: bool,
+        events: EventSender,
+    ) {
         if self.keys_by_id.contains_key(&participant_id) {
             let _ = events.send(ServerFrame::event(ServerMessage::error(
                 ErrorCode::AlreadyJoined,
@@ -275,6 +285,7 @@ impl Sfu {
                 published: Vec::new(),
                 subscriptions: Vec::new(),
                 negotiation: SubscriberNegotiation::default(),
+                subscribe,
             },
         );
         self.keys_by_id.insert(participant_id, key);

@@ -40,6 +40,7 @@ impl Harness {
             Command::Join {
                 room: room.into(),
                 participant_id: id.into(),
+                subscribe: true,
                 events,
             },
         );

@@ -7,6 +7,7 @@ use switchyard_proto::IceServer;
 
 use crate::relay::TurnRelay;
 use crate::store::DuplicateIdentity;
+use crate::token::ApiKeys;
 
 /// Default maximum size of one client message in bytes (64 KiB).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024;
@@ -31,6 +32,15 @@ pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Default time without any frame from the client before its connection counts as dead.
 pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default messages per second one connection may send, on average.
+pub const DEFAULT_MAX_MESSAGES_PER_SECOND: u32 = 50;
+
+/// Default maximum number of participants in one room.
+pub const DEFAULT_MAX_PARTICIPANTS_PER_ROOM: usize = 100;
+
+/// Default maximum number of rooms on one server.
+pub const DEFAULT_MAX_ROOMS: usize = 1000;
 
 /// Settings for the signaling endpoints.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +81,21 @@ pub struct SignalConfig {
     /// What a join does when a participant with the same identity is in the room. Default:
     /// replace the old session.
     pub duplicate_identity: DuplicateIdentity,
+    /// API keys whose secrets sign join tokens. Default: none.
+    pub api_keys: ApiKeys,
+    /// Whether a `join` without a token is admitted, with every grant. The binary allows it
+    /// only without API keys and with the HTTP listener on loopback. Default: true.
+    pub allow_tokenless_join: bool,
+    /// Messages per second one connection may send on average, with bursts of twice as many.
+    /// Default 50.
+    pub max_messages_per_second: u32,
+    /// Maximum number of participants in one room. Default 100.
+    pub max_participants_per_room: usize,
+    /// Maximum number of rooms on this server. Default 1,000.
+    pub max_rooms: usize,
+    /// Values of the `Origin` header accepted on WebSocket upgrades. Empty accepts any
+    /// origin, and requests without the header. Default: empty.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for SignalConfig {
@@ -87,6 +112,12 @@ impl Default for SignalConfig {
             ping_interval: DEFAULT_PING_INTERVAL,
             ping_timeout: DEFAULT_PING_TIMEOUT,
             duplicate_identity: DuplicateIdentity::Replace,
+            api_keys: ApiKeys::default(),
+            allow_tokenless_join: true,
+            max_messages_per_second: DEFAULT_MAX_MESSAGES_PER_SECOND,
+            max_participants_per_room: DEFAULT_MAX_PARTICIPANTS_PER_ROOM,
+            max_rooms: DEFAULT_MAX_ROOMS,
+            allowed_origins: Vec::new(),
         }
     }
 }

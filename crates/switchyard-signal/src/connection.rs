@@ -11,7 +11,7 @@ use std::error::Error as _;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::SplitStream;
 use futures_util::StreamExt;
@@ -25,15 +25,23 @@ use tracing::{debug, error, info_span, Instrument};
 use crate::decode::decode_with_id;
 use crate::join::{join, Rejected};
 use crate::outbound::{self, encode, Outbound, OutboundError};
-use crate::participant::{Attach, Input, SessionHandle};
+use crate::participant::{rate_limit_close, Attach, Input, SessionHandle};
+use crate::rate::{Admission, RateLimiter};
 use crate::session::{unbound_step, JoinRequest, SessionEnd, TransportEnd, Unbound};
 use crate::state::AppState;
 
 /// Handles `GET /v1/ws`: applies the message size limit and starts the driver after the
 /// upgrade.
-pub(crate) async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+pub(crate) async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Response {
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "server is shutting down").into_response();
+    }
+    if let Some(response) = origin_rejection(&state, &headers) {
+        return response;
     }
 
     let connection_id = state.next_connection_id();
@@ -57,6 +65,32 @@ pub(crate) async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>)
         })
 }
 
+/// Text of the `rate_limited` error for one dropped message.
+const RATE_LIMITED_MESSAGE: &str =
+    "too many messages per second, the message was dropped; slow down";
+
+/// Returns the 403 `origin_not_allowed` response for a request whose `Origin` is not in
+/// [`crate::SignalConfig::allowed_origins`], or `None` to accept it. An empty list accepts
+/// every request.
+pub(crate) fn origin_rejection(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let allowed = &state.config.allowed_origins;
+    if allowed.is_empty() {
+        return None;
+    }
+    let origin = headers
+        .get(axum::http::header::ORIGIN)
+        .and_then(|value| value.to_str().ok());
+    if origin.is_some_and(|origin| allowed.iter().any(|a| a == origin)) {
+        return None;
+    }
+    debug!(?origin, "request from an origin that is not allowed");
+    let frame = ServerFrame::event(ServerMessage::error(
+        ErrorCode::OriginNotAllowed,
+        "the page's origin is not in the server's allowed origins",
+    ));
+    Some((StatusCode::FORBIDDEN, axum::Json(frame)).into_response())
+}
+
 async fn run(socket: WebSocket, state: AppState, connection_id: u64) {
     debug!("connection opened");
     let (sink, stream) = socket.split();
@@ -64,7 +98,12 @@ async fn run(socket: WebSocket, state: AppState, connection_id: u64) {
     let ping_interval = state.config.ping_interval;
     let writer = tokio::spawn(outbound::write_loop(sink, queue, ping_interval).in_current_span());
 
+    let rate = RateLimiter::new(
+        state.config.max_messages_per_second,
+        Instant::now().into_std(),
+    );
     let mut driver = Driver {
+        rate,
         state,
         connection_id,
         stream,
@@ -101,6 +140,7 @@ enum DriverEnd {
 type Handled = Result<(), DriverEnd>;
 
 struct Driver {
+    rate: RateLimiter,
     state: AppState,
     connection_id: u64,
     stream: SplitStream<WebSocket>,
@@ -145,7 +185,17 @@ impl Driver {
 
     async fn on_frame(&mut self, frame: Option<Result<Message, axum::Error>>) -> Handled {
         match frame {
-            Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
+            Some(Ok(Message::Text(text))) => match self.rate.admit(Instant::now().into_std()) {
+                Admission::Allow => self.on_text(text.as_str()).await,
+                Admission::Drop => {
+                    debug!("message over the rate limit dropped");
+                    self.reject(ErrorCode::RateLimited, RATE_LIMITED_MESSAGE)
+                }
+                Admission::Close => {
+                    debug!("client kept sending over the rate limit");
+                    Err(DriverEnd::Transport(TransportEnd::RateLimited))
+                }
+            },
             Some(Ok(Message::Binary(data))) => {
                 debug!(bytes = data.len(), "binary frame rejected");
                 self.reject(
@@ -342,6 +392,9 @@ impl Driver {
                     CloseCode::MessageTooBig,
                     SessionEnd::MessageTooLarge.farewell(),
                 );
+            }
+            (Binding::Unbound(_), DriverEnd::Transport(TransportEnd::RateLimited)) => {
+                self.close(CloseCode::RateLimited, Some(rate_limit_close()));
             }
             (Binding::Unbound(_), DriverEnd::Shutdown) => {
                 self.close(CloseCode::GoingAway, SessionEnd::Shutdown.farewell());

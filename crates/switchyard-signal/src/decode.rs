@@ -22,7 +22,7 @@ pub enum DecodeError {
     MissingType,
     /// The `type` field names no client message.
     #[error(
-        "unknown message type {0:?}, expected join, resume, offer, answer, candidate, ack or leave"
+        "unknown message type {0:?}, expected join, resume, offer, answer, candidate, ack, leave, set_metadata or chat"
     )]
     UnknownType(String),
     /// The `id` field is not a string of 1 to [`MAX_REQUEST_ID_CHARS`] characters.
@@ -62,6 +62,8 @@ enum MessageKind {
     Candidate,
     Ack,
     Leave,
+    SetMetadata,
+    Chat,
 }
 
 impl MessageKind {
@@ -74,6 +76,8 @@ impl MessageKind {
             "answer" => Some(MessageKind::Answer),
             "candidate" => Some(MessageKind::Candidate),
             "leave" => Some(MessageKind::Leave),
+            "set_metadata" => Some(MessageKind::SetMetadata),
+            "chat" => Some(MessageKind::Chat),
             _ => None,
         }
     }
@@ -87,6 +91,8 @@ impl MessageKind {
             MessageKind::Candidate => "candidate",
             MessageKind::Ack => "ack",
             MessageKind::Leave => "leave",
+            MessageKind::SetMetadata => "set_metadata",
+            MessageKind::Chat => "chat",
         }
     }
 }
@@ -162,6 +168,8 @@ mod tests {
             ClientMessage::Candidate { .. } => "candidate",
             ClientMessage::Ack { .. } => "ack",
             ClientMessage::Leave => "leave",
+            ClientMessage::SetMetadata { .. } => "set_metadata",
+            ClientMessage::Chat { .. } => "chat",
         }
     }
 
@@ -175,6 +183,8 @@ mod tests {
             MessageKind::Candidate,
             MessageKind::Ack,
             MessageKind::Leave,
+            MessageKind::SetMetadata,
+            MessageKind::Chat,
         ] {
             assert_eq!(MessageKind::from_type(kind.as_str()), Some(kind));
         }
@@ -201,6 +211,12 @@ mod tests {
                 candidate: Candidate::default(),
             },
             ClientMessage::Leave,
+            ClientMessage::SetMetadata {
+                scope: switchyard_proto::MetadataScope::Room,
+                participant_id: None,
+                metadata: "m".into(),
+            },
+            ClientMessage::Chat { text: "hi".into() },
         ];
         for message in messages {
             let text = serde_json::to_string(&message).unwrap();

@@ -1,5 +1,8 @@
-//! Admission of a `join`: checks the display name, adds the participant to the room store and
-//! starts its session task. Shared by the WebSocket and the SSE transports.
+//! Admission of a `join`: verifies the join token, checks the display name, adds the
+//! participant to the room store and starts its session task. Shared by the WebSocket and the
+//! SSE transports.
+
+use std::time::SystemTime;
 
 use switchyard_proto::{ErrorCode, ServerMessage};
 use tokio::sync::mpsc;
@@ -10,7 +13,8 @@ use crate::outbound::Outbound;
 use crate::participant::{self, NewSession, SessionHandle};
 use crate::session::{display_name, JoinRequest};
 use crate::state::AppState;
-use crate::store::{Member, StoreError};
+use crate::store::{JoinPolicy, Member, StoreError};
+use crate::token::{self, Grants};
 
 /// A joined session.
 #[derive(Debug)]
@@ -35,11 +39,20 @@ pub(crate) async fn join(
     request_id: Option<String>,
     connection: Option<(u64, Outbound)>,
 ) -> Result<Joined, Rejected> {
-    let name = match display_name(request.name, None) {
-        Ok(name) => name,
-        Err(reply) => {
+    let admission = match authorize(state, &request) {
+        Ok(admission) => admission,
+        Err((code, message)) => {
             return Err(Rejected {
-                reply,
+                reply: ServerMessage::error(code, message),
+                outbound: connection.map(|(_, outbound)| outbound),
+            })
+        }
+    };
+    let name = match display_name(request.name, admission.name) {
+        Ok(name) => name,
+        Err(error) => {
+            return Err(Rejected {
+                reply: ServerMessage::error(ErrorCode::InvalidName, error.to_string()),
                 outbound: connection.map(|(_, outbound)| outbound),
             })
         }
@@ -50,19 +63,25 @@ pub(crate) async fn join(
     let member = Member {
         id: participant_id.clone(),
         name: name.into_string(),
-        identity: request.identity,
+        identity: admission.identity,
+        metadata: String::new(),
         events: room_events,
     };
-    let duplicates = state.config.duplicate_identity;
-    let others = match state.store.join(&request.room, member, duplicates).await {
-        Ok(others) => others,
-        Err(StoreError::DuplicateIdentity { room }) => {
-            debug!(room_id = %room, "join with a duplicate identity rejected");
+    let policy = JoinPolicy {
+        duplicates: state.config.duplicate_identity,
+        max_participants: state.config.max_participants_per_room,
+        max_rooms: state.config.max_rooms,
+    };
+    let snapshot = match state.store.join(&request.room, member, policy).await {
+        Ok(snapshot) => snapshot,
+        Err(
+            err @ (StoreError::DuplicateIdentity { .. }
+            | StoreError::RoomFull { .. }
+            | StoreError::TooManyRooms { .. }),
+        ) => {
+            debug!(room_id = %request.room, reason = %err, "join rejected");
             return Err(Rejected {
-                reply: ServerMessage::error(
-                    ErrorCode::DuplicateIdentity,
-                    "a participant with this identity is already in the room",
-                ),
+                reply: store_rejection(&err),
                 outbound: connection.map(|(_, outbound)| outbound),
             });
         }
@@ -90,7 +109,8 @@ pub(crate) async fn join(
             room: request.room,
             participant_id: participant_id.clone(),
             room_events: room_receiver,
-            others,
+            snapshot,
+            grants: admission.grants,
             join_request_id: request_id,
             connection,
         },
@@ -100,4 +120,71 @@ pub(crate) async fn join(
         resume_token,
         participant_id,
     })
+}
+
+/// What a join may do, from its token or, in development mode, from the message alone.
+struct Admission {
+    identity: Option<String>,
+    name: Option<String>,
+    grants: Grants,
+}
+
+/// Verifies the join token, or admits a tokenless join when the server allows it. Returns the
+/// error code and message on rejection.
+fn authorize(state: &AppState, request: &JoinRequest) -> Result<Admission, (ErrorCode, String)> {
+    let config = &state.config;
+    let Some(token) = &request.token else {
+        if config.allow_tokenless_join {
+            return Ok(Admission {
+                identity: request.identity.clone(),
+                name: None,
+                grants: Grants::ALL,
+            });
+        }
+        debug!(room_id = %request.room, "join without a token rejected");
+        return Err((
+            ErrorCode::TokenRequired,
+            "this server requires a join token; get one from the application that sent you here"
+                .to_owned(),
+        ));
+    };
+    match token::verify(
+        token,
+        &config.api_keys,
+        request.room.as_str(),
+        SystemTime::now(),
+    ) {
+        Ok(claims) => Ok(Admission {
+            // A token without a name falls back to the message's, then to the identity.
+            name: claims
+                .name
+                .or_else(|| request.name.is_empty().then(|| claims.sub.clone())),
+            identity: Some(claims.sub),
+            grants: claims.grants,
+        }),
+        Err(error) => {
+            // The token itself is a credential and is never logged.
+            debug!(room_id = %request.room, %error, "join token rejected");
+            Err((error.code(), error.to_string()))
+        }
+    }
+}
+
+fn store_rejection(error: &StoreError) -> ServerMessage {
+    let (code, message) = match error {
+        StoreError::DuplicateIdentity { .. } => (
+            ErrorCode::DuplicateIdentity,
+            "a participant with this identity is already in the room".to_owned(),
+        ),
+        StoreError::RoomFull { .. } => (
+            ErrorCode::RoomFull,
+            "the room has the maximum number of participants, try again later".to_owned(),
+        ),
+        _ => (
+            ErrorCode::TooManyRooms,
+            "the server has the maximum number of rooms, join an existing room or try later"
+                .to_owned(),
+        ),
+    };
+    ServerMessage::error(code, message)
 }

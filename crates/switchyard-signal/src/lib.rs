@@ -41,18 +41,21 @@ mod names;
 mod outbound;
 mod outbox;
 mod participant;
+mod rate;
 mod relay;
 mod requests;
 mod session;
 mod sse;
 mod state;
 mod store;
+pub mod token;
 
 use axum::routing::{get, post};
 use axum::Router;
 
 pub use config::{
-    SignalConfig, DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_OUTBOUND_QUEUE,
+    SignalConfig, DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_MESSAGES_PER_SECOND, DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_PARTICIPANTS_PER_ROOM, DEFAULT_MAX_ROOMS, DEFAULT_OUTBOUND_QUEUE,
     DEFAULT_OUTBOX_AGE, DEFAULT_OUTBOX_MESSAGES, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT,
     DEFAULT_RECONNECT_GRACE,
 };
@@ -61,10 +64,12 @@ pub use names::{
     DisplayName, NameError, ParticipantId, RoomName, MAX_DISPLAY_NAME_CHARS, MAX_ROOM_NAME_CHARS,
 };
 pub use relay::TurnRelay;
+pub use session::{MAX_CHAT_BYTES, MAX_METADATA_BYTES};
 pub use sse::{EVENTS_PATH, SEND_PATH};
 pub use state::AppState;
 pub use store::{
-    DuplicateIdentity, Member, MemoryRoomStore, RoomEvent, RoomEventSender, RoomStore, StoreError,
+    DuplicateIdentity, JoinPolicy, Member, MemoryRoomStore, RoomEvent, RoomEventSender,
+    RoomSnapshot, RoomStore, StoreError,
 };
 
 /// Path of the WebSocket endpoint.

@@ -189,6 +189,7 @@ fn close_frame(code: CloseCode) -> Message {
         CloseCode::SlowConsumer => "slow consumer",
         CloseCode::Superseded => "resumed on another connection",
         CloseCode::Replaced => "replaced by a new join",
+        CloseCode::RateLimited => "message rate limit exceeded",
     };
     Message::Close(Some(CloseFrame {
         code: code.code(),

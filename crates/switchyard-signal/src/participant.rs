@@ -7,7 +7,7 @@
 //! a connection, messages wait in the outbox, and the participant stays in the room until
 //! [`SignalConfig::reconnect_grace`](crate::SignalConfig::reconnect_grace) has passed.
 
-use std::time::{Instant, SystemTime};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use switchyard_proto::{CloseCode, ErrorCode, ServerFrame, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
@@ -17,10 +17,14 @@ use crate::decode::decode_with_id;
 use crate::names::{ParticipantId, RoomName};
 use crate::outbound::{encode, Encoded, Outbound, OutboundError};
 use crate::outbox::{Outbox, OutboxConfig};
+use crate::rate::{Admission, RateLimiter};
 use crate::requests::{Lookup, RequestCache, DEFAULT_REQUEST_CACHE};
-use crate::session::{joined_step, SessionEnd, SfuRequest, Step, TransportEnd};
+use crate::session::{
+    joined_step, SessionEnd, SessionIdentity, SfuRequest, Step, StoreRequest, TransportEnd,
+};
 use crate::state::AppState;
-use crate::store::RoomEvent;
+use crate::store::{RoomEvent, RoomSnapshot, StoreError};
+use crate::token::Grants;
 
 /// Channel into a session task.
 pub(crate) type SessionHandle = mpsc::UnboundedSender<Input>;
@@ -64,7 +68,10 @@ pub(crate) struct NewSession {
     pub room: RoomName,
     pub participant_id: ParticipantId,
     pub room_events: mpsc::UnboundedReceiver<RoomEvent>,
-    pub others: Vec<switchyard_proto::ParticipantInfo>,
+    /// The room as the store admitted the participant to it.
+    pub snapshot: RoomSnapshot,
+    /// What the participant may do.
+    pub grants: Grants,
     /// Request id of the `join`, echoed in `joined`.
     pub join_request_id: Option<String>,
     /// The connection that sent `join`, if it carries the session from the start.
@@ -85,8 +92,14 @@ pub(crate) fn start(state: &AppState, session: NewSession) -> (SessionHandle, St
     let config = &state.config;
     let actor = Actor {
         state: state.clone(),
+        identity: SessionIdentity {
+            room: session.room.clone(),
+            participant_id: session.participant_id.clone(),
+            grants: session.grants,
+        },
         room: session.room,
         participant_id: session.participant_id,
+        posted_rate: RateLimiter::new(config.max_messages_per_second, Instant::now()),
         token: token.clone(),
         inputs,
         room_events: Some(session.room_events),
@@ -102,7 +115,7 @@ pub(crate) fn start(state: &AppState, session: NewSession) -> (SessionHandle, St
         }),
         grace_deadline: None,
     };
-    let first = (session.join_request_id, session.others);
+    let first = (session.join_request_id, session.snapshot);
     state.sessions.spawn(actor.run(first).instrument(span));
     (handle, token)
 }
@@ -118,6 +131,10 @@ struct Transport {
 
 struct Actor {
     state: AppState,
+    identity: SessionIdentity,
+    /// Rate limit of the messages that arrive through `POST /v1/send`. WebSocket drivers
+    /// apply the limit themselves.
+    posted_rate: RateLimiter,
     room: RoomName,
     participant_id: ParticipantId,
     token: String,
@@ -133,12 +150,9 @@ struct Actor {
 }
 
 impl Actor {
-    async fn run(
-        mut self,
-        (join_request_id, others): (Option<String>, Vec<switchyard_proto::ParticipantInfo>),
-    ) {
-        info!(others = others.len(), "participant joined");
-        let end = match self.start(join_request_id, others) {
+    async fn run(mut self, (join_request_id, snapshot): (Option<String>, RoomSnapshot)) {
+        info!(others = snapshot.others.len(), "participant joined");
+        let end = match self.start(join_request_id, snapshot) {
             Ok(()) => self.serve().await,
             Err(end) => end,
         };
@@ -146,15 +160,14 @@ impl Actor {
     }
 
     /// Joins the SFU and sends `joined`, which is the session's first message.
-    fn start(
-        &mut self,
-        join_request_id: Option<String>,
-        others: Vec<switchyard_proto::ParticipantInfo>,
-    ) -> Handled {
+    fn start(&mut self, join_request_id: Option<String>, snapshot: RoomSnapshot) -> Handled {
         let (sfu_events, sfu_receiver) = mpsc::unbounded_channel();
-        self.state
-            .sfu
-            .join(self.room.as_str(), self.participant_id.as_str(), sfu_events);
+        self.state.sfu.join_with(
+            self.room.as_str(),
+            self.participant_id.as_str(),
+            self.identity.grants.subscribe,
+            sfu_events,
+        );
         self.sfu_events = Some(sfu_receiver);
         if self.transport.is_none() {
             self.start_grace();
@@ -163,12 +176,13 @@ impl Actor {
         let joined = ServerMessage::Joined {
             room: self.room.as_str().to_owned(),
             participant_id: self.participant_id.as_str().to_owned(),
-            participants: others,
+            participants: snapshot.others,
             ice_servers: self
                 .state
                 .config
                 .ice_servers_for(self.participant_id.as_str(), SystemTime::now()),
             resume_token: self.token.clone(),
+            room_metadata: snapshot.metadata,
         };
         self.reply(join_request_id, joined)
     }
@@ -182,7 +196,7 @@ impl Actor {
 
             let deadline = self.next_deadline();
             let handled = tokio::select! {
-                Some(input) = self.inputs.recv() => self.on_input(input),
+                Some(input) = self.inputs.recv() => self.on_input(input).await,
                 Some(event) = next_event(&mut self.room_events) => match event.into_message() {
                     Some(message) => self.deliver(ServerFrame::event(message)),
                     None => Err(SessionEnd::Replaced),
@@ -213,13 +227,22 @@ impl Actor {
         }
     }
 
-    fn on_input(&mut self, input: Input) -> Handled {
+    async fn on_input(&mut self, input: Input) -> Handled {
         match input {
-            Input::Text { connection, text }
-                if connection.is_none_or(|connection| self.is_attached(connection)) =>
-            {
-                self.on_text(&text)
-            }
+            Input::Text {
+                connection: None,
+                text,
+            } => match self.posted_rate.admit(Instant::now()) {
+                Admission::Allow => self.on_text(&text).await,
+                Admission::Drop | Admission::Close => {
+                    debug!("posted message over the rate limit dropped");
+                    self.reply(None, rate_limited())
+                }
+            },
+            Input::Text {
+                connection: Some(connection),
+                text,
+            } if self.is_attached(connection) => self.on_text(&text).await,
             Input::Rejected {
                 connection,
                 code,
@@ -240,7 +263,7 @@ impl Actor {
             .is_some_and(|transport| transport.connection == connection)
     }
 
-    fn on_text(&mut self, text: &str) -> Handled {
+    async fn on_text(&mut self, text: &str) -> Handled {
         let frame = match decode_with_id(text) {
             Ok(frame) => frame,
             Err((request_id, error)) => {
@@ -251,7 +274,7 @@ impl Actor {
                 );
             }
         };
-        let step = joined_step(&self.room, frame.message);
+        let step = joined_step(&self.identity, frame.message);
 
         // Acknowledgements are not requests: they get no reply and are never cached.
         if let Step::Ack(seq) = step {
@@ -270,10 +293,10 @@ impl Actor {
                 }
             }
         }
-        self.execute(frame.id, step)
+        self.execute(frame.id, step).await
     }
 
-    fn execute(&mut self, request_id: Option<String>, step: Step) -> Handled {
+    async fn execute(&mut self, request_id: Option<String>, step: Step) -> Handled {
         match step {
             Step::Reply(reply) => {
                 debug!(?reply, "rejected client message");
@@ -284,6 +307,10 @@ impl Actor {
                 Ok(())
             }
             Step::Ack(seq) => self.ack(seq),
+            Step::Store(request) => {
+                let reply = self.store_request(request).await;
+                self.reply(request_id, reply)
+            }
             Step::Leave => {
                 self.reply(request_id, ServerMessage::Ok)?;
                 Err(SessionEnd::Left)
@@ -303,6 +330,41 @@ impl Actor {
                         format!("invalid ack: {error}"),
                     ),
                 )
+            }
+        }
+    }
+
+    /// Runs a room store request and returns the reply: `ok`, or an `error`.
+    async fn store_request(&self, request: StoreRequest) -> ServerMessage {
+        let store = &self.state.store;
+        let room = &self.room;
+        let result = match request {
+            StoreRequest::RoomMetadata(metadata) => store.set_room_metadata(room, metadata).await,
+            StoreRequest::ParticipantMetadata(id, metadata) => {
+                store.set_participant_metadata(room, &id, metadata).await
+            }
+            StoreRequest::Chat(text) => {
+                let ts = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |since| since.as_millis() as u64);
+                store.chat(room, &self.participant_id, text, ts).await
+            }
+        };
+        match result {
+            Ok(()) => ServerMessage::Ok,
+            Err(StoreError::ParticipantNotFound { participant_id, .. }) => {
+                debug!(%participant_id, "metadata for a participant not in the room");
+                ServerMessage::error(
+                    ErrorCode::ParticipantNotFound,
+                    format!("participant {participant_id} is not in this room"),
+                )
+            }
+            Err(err) => {
+                error!(
+                    error = &err as &dyn std::error::Error,
+                    "room store request failed"
+                );
+                ServerMessage::error(ErrorCode::InternalError, "room store failed, try again")
             }
         }
     }
@@ -416,11 +478,15 @@ impl Actor {
 
     fn detach(&mut self, end: TransportEnd) -> Handled {
         info!(reason = %end, "connection lost");
-        if end == TransportEnd::MessageTooLarge {
-            let farewell = SessionEnd::MessageTooLarge.farewell();
-            self.close_transport(farewell, CloseCode::MessageTooBig);
-        } else {
-            self.transport = None;
+        match end {
+            TransportEnd::MessageTooLarge => {
+                let farewell = SessionEnd::MessageTooLarge.farewell();
+                self.close_transport(farewell, CloseCode::MessageTooBig);
+            }
+            TransportEnd::RateLimited => {
+                self.close_transport(Some(rate_limit_close()), CloseCode::RateLimited);
+            }
+            _ => self.transport = None,
         }
         self.start_grace_or_end()
     }
@@ -473,6 +539,22 @@ impl Actor {
         }
         info!(reason = %end, "session ended");
     }
+}
+
+/// Returns the `error` for a message over the rate limit.
+pub(crate) fn rate_limited() -> ServerMessage {
+    ServerMessage::error(
+        ErrorCode::RateLimited,
+        "too many messages per second, the message was dropped; slow down",
+    )
+}
+
+/// Returns the `error` sent before close code 4029.
+pub(crate) fn rate_limit_close() -> ServerMessage {
+    ServerMessage::error(
+        ErrorCode::RateLimited,
+        "too many messages over the rate limit, closing the connection",
+    )
 }
 
 /// Sleeps until `deadline`, or forever without one.

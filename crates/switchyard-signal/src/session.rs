@@ -4,9 +4,18 @@
 
 use std::fmt;
 
-use switchyard_proto::{Candidate, ClientMessage, CloseCode, ErrorCode, ServerMessage, Target};
+use switchyard_proto::{
+    Candidate, ClientMessage, CloseCode, ErrorCode, MetadataScope, ServerMessage, Target,
+};
 
-use crate::names::{DisplayName, RoomName};
+use crate::names::{DisplayName, NameError, ParticipantId, RoomName};
+use crate::token::Grants;
+
+/// Maximum length of a chat text in bytes.
+pub const MAX_CHAT_BYTES: usize = 4096;
+
+/// Maximum length of a room's or participant's metadata in bytes.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 /// A validated `join`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,8 +49,21 @@ pub(crate) enum Step {
     Forward(SfuRequest),
     /// Apply a cumulative acknowledgement.
     Ack(u64),
+    /// Change room state through the room store, then reply `ok`.
+    Store(StoreRequest),
     /// End the session with close code 1000.
     Leave,
+}
+
+/// Request for the room store.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum StoreRequest {
+    /// Set the room's metadata.
+    RoomMetadata(String),
+    /// Set a participant's metadata.
+    ParticipantMetadata(ParticipantId, String),
+    /// Send a chat message to the room.
+    Chat(String),
 }
 
 /// Negotiation message for the SFU.
@@ -80,6 +102,8 @@ pub(crate) fn unbound_step(message: ClientMessage) -> Unbound {
         ClientMessage::Offer { .. }
         | ClientMessage::Answer { .. }
         | ClientMessage::Candidate { .. }
+        | ClientMessage::SetMetadata { .. }
+        | ClientMessage::Chat { .. }
         | ClientMessage::Ack { .. } => Unbound::Reply(ServerMessage::error(
             ErrorCode::NotJoined,
             "send `join` or `resume` before any other message",
@@ -87,9 +111,31 @@ pub(crate) fn unbound_step(message: ClientMessage) -> Unbound {
     }
 }
 
-/// Decides what a client message does in a session joined to `room`.
-pub(crate) fn joined_step(room: &RoomName, message: ClientMessage) -> Step {
+/// Who a joined session is: its room, its id and its grants.
+#[derive(Clone, Debug)]
+pub(crate) struct SessionIdentity {
+    pub room: RoomName,
+    pub participant_id: ParticipantId,
+    pub grants: Grants,
+}
+
+/// Decides what a client message does in a joined session, checking the session's grants.
+pub(crate) fn joined_step(session: &SessionIdentity, message: ClientMessage) -> Step {
+    let room = &session.room;
+    let grants = session.grants;
     match message {
+        ClientMessage::Offer { .. } if !grants.publish => denied("publish", "send an offer"),
+        ClientMessage::Candidate {
+            target: Target::Publisher,
+            ..
+        } if !grants.publish => denied("publish", "send publisher candidates"),
+        ClientMessage::Chat { .. } if !grants.publish_data => denied("publish_data", "chat"),
+        ClientMessage::Chat { text } => chat_step(text),
+        ClientMessage::SetMetadata {
+            scope,
+            participant_id,
+            metadata,
+        } => metadata_step(session, scope, participant_id, metadata),
         ClientMessage::Leave => Step::Leave,
         ClientMessage::Join { .. } | ClientMessage::Resume { .. } => {
             Step::Reply(ServerMessage::error(
@@ -109,17 +155,74 @@ pub(crate) fn joined_step(room: &RoomName, message: ClientMessage) -> Step {
     }
 }
 
+fn denied(grant: &str, action: &str) -> Step {
+    Step::Reply(ServerMessage::error(
+        ErrorCode::PermissionDenied,
+        format!("the join token has no {grant} grant, which is needed to {action}"),
+    ))
+}
+
+fn chat_step(text: String) -> Step {
+    if text.is_empty() {
+        return Step::Reply(ServerMessage::error(
+            ErrorCode::InvalidMessage,
+            "chat text is empty",
+        ));
+    }
+    if text.len() > MAX_CHAT_BYTES {
+        return Step::Reply(ServerMessage::error(
+            ErrorCode::TextTooLong,
+            format!(
+                "chat text is {} bytes, the maximum is {MAX_CHAT_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    Step::Store(StoreRequest::Chat(text))
+}
+
+fn metadata_step(
+    session: &SessionIdentity,
+    scope: MetadataScope,
+    participant_id: Option<String>,
+    metadata: String,
+) -> Step {
+    if metadata.len() > MAX_METADATA_BYTES {
+        return Step::Reply(ServerMessage::error(
+            ErrorCode::TextTooLong,
+            format!(
+                "metadata is {} bytes, the maximum is {MAX_METADATA_BYTES}",
+                metadata.len()
+            ),
+        ));
+    }
+    let admin = session.grants.room_admin;
+    match scope {
+        MetadataScope::Room if !admin => denied("room_admin", "change the room's metadata"),
+        MetadataScope::Room => Step::Store(StoreRequest::RoomMetadata(metadata)),
+        MetadataScope::Participant => {
+            let target = participant_id.map_or_else(
+                || session.participant_id.clone(),
+                ParticipantId::from_string,
+            );
+            if target != session.participant_id && !admin {
+                return denied("room_admin", "change another participant's metadata");
+            }
+            Step::Store(StoreRequest::ParticipantMetadata(target, metadata))
+        }
+    }
+}
+
 /// Picks the display name of a join: the token's when it has one, else the message's.
 pub(crate) fn display_name(
     from_message: String,
     from_token: Option<String>,
-) -> Result<DisplayName, ServerMessage> {
+) -> Result<DisplayName, NameError> {
     let name = match from_token {
         Some(name) if !name.is_empty() => name,
         _ => from_message,
     };
     DisplayName::parse(name)
-        .map_err(|error| ServerMessage::error(ErrorCode::InvalidName, error.to_string()))
 }
 
 /// Reason a transport stopped carrying its session, as its driver saw it.
@@ -133,6 +236,8 @@ pub(crate) enum TransportEnd {
     PingTimeout,
     /// A client message was larger than the limit.
     MessageTooLarge,
+    /// The client kept sending over the message rate limit.
+    RateLimited,
 }
 
 impl fmt::Display for TransportEnd {
@@ -142,6 +247,7 @@ impl fmt::Display for TransportEnd {
             TransportEnd::Disconnected => "connection lost",
             TransportEnd::PingTimeout => "no reply to pings",
             TransportEnd::MessageTooLarge => "message too large",
+            TransportEnd::RateLimited => "message rate limit exceeded",
         };
         f.write_str(reason)
     }
@@ -242,6 +348,110 @@ mod tests {
         RoomName::parse("demo".into()).unwrap()
     }
 
+    fn session(grants: Grants) -> SessionIdentity {
+        SessionIdentity {
+            room: room(),
+            participant_id: ParticipantId::from_string("me".into()),
+            grants,
+        }
+    }
+
+    fn step_error(step: Step) -> Option<ErrorCode> {
+        match step {
+            Step::Reply(reply) => error_code(&reply),
+            _ => None,
+        }
+    }
+
+    fn set_metadata(scope: MetadataScope, participant_id: Option<&str>) -> ClientMessage {
+        ClientMessage::SetMetadata {
+            scope,
+            participant_id: participant_id.map(Into::into),
+            metadata: "m".into(),
+        }
+    }
+
+    #[test]
+    fn missing_grants_are_permission_denied() {
+        let none = session(Grants::default());
+        let denied = [
+            ClientMessage::Offer { sdp: "o".into() },
+            ClientMessage::Candidate {
+                target: Target::Publisher,
+                candidate: Candidate::default(),
+            },
+            ClientMessage::Chat { text: "hi".into() },
+            set_metadata(MetadataScope::Room, None),
+            set_metadata(MetadataScope::Participant, Some("other")),
+        ];
+        for message in denied {
+            let step = joined_step(&none, message.clone());
+            assert_eq!(
+                step_error(step),
+                Some(ErrorCode::PermissionDenied),
+                "{message:?}"
+            );
+        }
+        let own = joined_step(&none, set_metadata(MetadataScope::Participant, None));
+        assert_eq!(
+            own,
+            Step::Store(StoreRequest::ParticipantMetadata(
+                ParticipantId::from_string("me".into()),
+                "m".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn room_admin_sets_any_metadata() {
+        let admin = session(Grants {
+            room_admin: true,
+            ..Grants::default()
+        });
+        assert_eq!(
+            joined_step(&admin, set_metadata(MetadataScope::Room, None)),
+            Step::Store(StoreRequest::RoomMetadata("m".into()))
+        );
+        assert_eq!(
+            joined_step(
+                &admin,
+                set_metadata(MetadataScope::Participant, Some("other"))
+            ),
+            Step::Store(StoreRequest::ParticipantMetadata(
+                ParticipantId::from_string("other".into()),
+                "m".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn long_chat_and_metadata_are_text_too_long() {
+        let all = session(Grants::ALL);
+        let chat = ClientMessage::Chat {
+            text: "x".repeat(MAX_CHAT_BYTES + 1),
+        };
+        assert_eq!(
+            step_error(joined_step(&all, chat)),
+            Some(ErrorCode::TextTooLong)
+        );
+        let metadata = ClientMessage::SetMetadata {
+            scope: MetadataScope::Room,
+            participant_id: None,
+            metadata: "x".repeat(MAX_METADATA_BYTES + 1),
+        };
+        assert_eq!(
+            step_error(joined_step(&all, metadata)),
+            Some(ErrorCode::TextTooLong)
+        );
+        let empty = ClientMessage::Chat {
+            text: String::new(),
+        };
+        assert_eq!(
+            step_error(joined_step(&all, empty)),
+            Some(ErrorCode::InvalidMessage)
+        );
+    }
+
     #[test]
     fn valid_join_asks_driver_to_join() {
         let step = unbound_step(join("demo", "Ada"));
@@ -273,7 +483,8 @@ mod tests {
     fn bad_display_names_are_invalid_name() {
         let long = "x".repeat(1000);
         for name in ["", long.as_str()] {
-            let reply = display_name(name.into(), None).unwrap_err();
+            let error = display_name(name.into(), None).unwrap_err();
+            let reply = ServerMessage::error(ErrorCode::InvalidName, error.to_string());
             assert_eq!(error_code(&reply), Some(ErrorCode::InvalidName), "{name:?}");
         }
     }
@@ -322,7 +533,7 @@ mod tests {
 
     #[test]
     fn second_join_is_already_joined() {
-        let Step::Reply(reply) = joined_step(&room(), join("other", "Ada")) else {
+        let Step::Reply(reply) = joined_step(&session(Grants::ALL), join("other", "Ada")) else {
             panic!("expected a reply");
         };
         assert_eq!(error_code(&reply), Some(ErrorCode::AlreadyJoined));
@@ -348,17 +559,23 @@ mod tests {
             ),
         ];
         for (message, request) in cases {
-            assert_eq!(joined_step(&room(), message), Step::Forward(request));
+            assert_eq!(
+                joined_step(&session(Grants::ALL), message),
+                Step::Forward(request)
+            );
         }
     }
 
     #[test]
     fn ack_and_leave_in_joined_session() {
         assert_eq!(
-            joined_step(&room(), ClientMessage::Ack { seq: 5 }),
+            joined_step(&session(Grants::ALL), ClientMessage::Ack { seq: 5 }),
             Step::Ack(5)
         );
-        assert_eq!(joined_step(&room(), ClientMessage::Leave), Step::Leave);
+        assert_eq!(
+            joined_step(&session(Grants::ALL), ClientMessage::Leave),
+            Step::Leave
+        );
         assert_eq!(unbound_step(ClientMessage::Leave), Unbound::Leave);
     }
 

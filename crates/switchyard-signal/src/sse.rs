@@ -26,6 +26,7 @@ use switchyard_proto::{ErrorCode, ServerFrame, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
+use crate::connection::origin_rejection;
 use crate::decode::decode_with_id;
 use crate::join::{join, Rejected};
 use crate::outbound::{self, Encoded, Outgoing};
@@ -54,8 +55,12 @@ pub(crate) struct SessionQuery {
 pub(crate) async fn send(
     State(state): State<AppState>,
     Query(query): Query<SessionQuery>,
+    headers: HeaderMap,
     body: String,
 ) -> Response {
+    if let Some(response) = origin_rejection(&state, &headers) {
+        return response;
+    }
     if state.shutdown.is_cancelled() {
         return error_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -153,6 +158,9 @@ pub(crate) async fn events(
     Query(query): Query<SessionQuery>,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(response) = origin_rejection(&state, &headers) {
+        return response;
+    }
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "server is shutting down").into_response();
     }

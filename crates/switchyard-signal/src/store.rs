@@ -25,6 +25,19 @@ pub enum RoomEvent {
     /// Sent only to the member itself: a new join with its identity took its place, and the
     /// others were told that it left.
     Replaced,
+    /// The room's metadata changed. Sent to every member.
+    RoomMetadata(String),
+    /// A member's metadata changed. Sent to every member.
+    ParticipantMetadata(ParticipantId, String),
+    /// A chat message. Sent to every member, the sender included.
+    Chat {
+        /// Sender.
+        from: ParticipantId,
+        /// Message text.
+        text: String,
+        /// Time the server received it, in milliseconds since the Unix epoch.
+        ts: u64,
+    },
 }
 
 impl RoomEvent {
@@ -39,6 +52,18 @@ impl RoomEvent {
                 participant_id: id.as_str().to_owned(),
             }),
             RoomEvent::Replaced => None,
+            RoomEvent::RoomMetadata(metadata) => Some(ServerMessage::RoomMetadata { metadata }),
+            RoomEvent::ParticipantMetadata(id, metadata) => {
+                Some(ServerMessage::ParticipantMetadata {
+                    participant_id: id.as_str().to_owned(),
+                    metadata,
+                })
+            }
+            RoomEvent::Chat { from, text, ts } => Some(ServerMessage::Chat {
+                from: from.as_str().to_owned(),
+                text,
+                ts,
+            }),
         }
     }
 }
@@ -54,6 +79,36 @@ pub enum DuplicateIdentity {
     Reject,
 }
 
+/// Rules a join must pass besides the room name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JoinPolicy {
+    /// What to do with a member of the same identity.
+    pub duplicates: DuplicateIdentity,
+    /// Maximum number of members in one room. A replaced member's place counts as free.
+    pub max_participants: usize,
+    /// Maximum number of rooms. Joining an existing room is never limited by it.
+    pub max_rooms: usize,
+}
+
+impl Default for JoinPolicy {
+    fn default() -> Self {
+        JoinPolicy {
+            duplicates: DuplicateIdentity::Replace,
+            max_participants: usize::MAX,
+            max_rooms: usize::MAX,
+        }
+    }
+}
+
+/// A room as a new member finds it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoomSnapshot {
+    /// The other members in join order.
+    pub others: Vec<ParticipantInfo>,
+    /// The room's metadata.
+    pub metadata: String,
+}
+
 /// Channel on which a store delivers room events to one member's session.
 ///
 /// Unbounded because the session moves each event at once into the client's bounded outbound
@@ -67,6 +122,8 @@ pub struct Member {
     pub id: ParticipantId,
     /// Display name shown to the others.
     pub name: String,
+    /// Application-defined metadata shown to the others.
+    pub metadata: String,
     /// Identity for duplicate detection, from the join token or the `join` message. Members
     /// without one are never duplicates.
     pub identity: Option<String>,
@@ -80,6 +137,7 @@ impl Member {
         ParticipantInfo {
             id: self.id.as_str().to_owned(),
             name: self.name.clone(),
+            metadata: self.metadata.clone(),
         }
     }
 }
@@ -92,6 +150,26 @@ pub enum StoreError {
     DuplicateIdentity {
         /// Room that was joined.
         room: RoomName,
+    },
+    /// The room has [`JoinPolicy::max_participants`] members.
+    #[error("room {room:?} is full")]
+    RoomFull {
+        /// Room that was joined.
+        room: RoomName,
+    },
+    /// The server has [`JoinPolicy::max_rooms`] rooms and the join would create another.
+    #[error("no room {room:?} can be created because the server has the maximum number of rooms")]
+    TooManyRooms {
+        /// Room that was joined.
+        room: RoomName,
+    },
+    /// No member with this id is in the room.
+    #[error("participant {participant_id} is not in room {room:?}")]
+    ParticipantNotFound {
+        /// Room of the request.
+        room: RoomName,
+        /// Id that was looked up.
+        participant_id: ParticipantId,
     },
     /// A member with this id is already in the room.
     #[error("participant {participant_id} is already in room {room:?}")]
@@ -124,15 +202,35 @@ pub trait RoomStore: Send + Sync + 'static {
     /// From the moment of the call, `member.events` receives the events of changes that the
     /// returned roster does not include.
     ///
-    /// A member with the same [`Member::identity`] is handled by `duplicates`. With
+    /// A member with the same [`Member::identity`] is handled by `policy.duplicates`. With
     /// [`DuplicateIdentity::Replace`] the store removes it in the same step, sends it
     /// [`RoomEvent::Replaced`] and the others [`RoomEvent::ParticipantLeft`] for it.
     async fn join(
         &self,
         room: &RoomName,
         member: Member,
-        duplicates: DuplicateIdentity,
-    ) -> Result<Vec<ParticipantInfo>, StoreError>;
+        policy: JoinPolicy,
+    ) -> Result<RoomSnapshot, StoreError>;
+
+    /// Sets the room's metadata and sends [`RoomEvent::RoomMetadata`] to every member.
+    async fn set_room_metadata(&self, room: &RoomName, metadata: String) -> Result<(), StoreError>;
+
+    /// Sets a member's metadata and sends [`RoomEvent::ParticipantMetadata`] to every member.
+    async fn set_participant_metadata(
+        &self,
+        room: &RoomName,
+        participant_id: &ParticipantId,
+        metadata: String,
+    ) -> Result<(), StoreError>;
+
+    /// Sends [`RoomEvent::Chat`] to every member, the sender included.
+    async fn chat(
+        &self,
+        room: &RoomName,
+        from: &ParticipantId,
+        text: String,
+        ts: u64,
+    ) -> Result<(), StoreError>;
 
     /// Removes a participant from `room` and sends [`RoomEvent::ParticipantLeft`] to the others.
     /// Returns false, and sends nothing, when the participant was not in the room. The room is

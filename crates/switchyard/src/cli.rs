@@ -22,12 +22,99 @@ pub struct Cli {
 }
 
 /// Subcommands.
+// Parsed once per process, so the size of the `serve` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default).
     Serve(ServeArgs),
     /// Run only the STUN/TURN relay, as a separate relay node.
     Turn(TurnArgs),
+    /// Print a join token signed with an API key's secret.
+    Token(TokenArgs),
+}
+
+/// Options of `switchyard token`.
+#[derive(Args, Clone, PartialEq, Eq)]
+pub struct TokenArgs {
+    /// API key named in the token's `kid` header
+    #[arg(long, value_name = "KEY")]
+    pub api_key: String,
+    /// Secret of the API key, which signs the token
+    #[arg(
+        long,
+        env = "SWITCHYARD_API_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub api_secret: String,
+    /// Room the token admits to
+    #[arg(long, value_name = "ROOM")]
+    pub room: String,
+    /// Participant identity (`sub`), used to detect duplicate joins
+    #[arg(long, value_name = "IDENTITY")]
+    pub identity: String,
+    /// Display name; the join message's name is used when absent
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Comma-separated grants: publish, subscribe, publish_data, room_admin
+    #[arg(
+        long,
+        value_name = "LIST",
+        default_value = "publish,subscribe,publish_data"
+    )]
+    pub grants: String,
+    /// Seconds from now until the token expires
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub ttl: u64,
+}
+
+impl std::fmt::Debug for TokenArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenArgs")
+            .field("api_key", &self.api_key)
+            .field("room", &self.room)
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One `--api-key KEY=SECRET` value. `Debug` leaves the secret out.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ApiKeyArg {
+    /// Key name, as in a token's `kid`.
+    pub key: String,
+    /// Secret that signs the key's tokens.
+    pub secret: String,
+}
+
+impl std::str::FromStr for ApiKeyArg {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.split_once('=') {
+            Some((key, secret)) if !key.is_empty() && !secret.is_empty() => Ok(ApiKeyArg {
+                key: key.to_owned(),
+                secret: secret.to_owned(),
+            }),
+            _ => Err("invalid API key; expected KEY=SECRET with both parts non-empty".into()),
+        }
+    }
+}
+
+impl TryFrom<String> for ApiKeyArg {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl std::fmt::Debug for ApiKeyArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}=<secret>", self.key)
+    }
 }
 
 impl Cli {
@@ -147,10 +234,51 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_DUPLICATE_IDENTITY", value_name = "POLICY")]
     pub duplicate_identity: Option<DuplicateIdentityPolicy>,
 
+    /// API key and secret that sign join tokens, as KEY=SECRET. Repeat the flag, or separate
+    /// pairs with commas in the environment variable. With no key and the HTTP address on
+    /// loopback, joins without a token are allowed (development mode) [default: none]
+    #[arg(
+        long,
+        env = "SWITCHYARD_API_KEYS",
+        value_name = "KEY=SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    #[serde(default)]
+    pub api_key: Vec<ApiKeyArg>,
+
+    /// Messages per second one connection may send on average, with bursts of twice as many.
+    /// Messages over it get `rate_limited`, and a connection that keeps going is closed with
+    /// code 4029 [default: 50]
+    #[arg(long, env = "SWITCHYARD_MAX_MESSAGES_PER_SECOND", value_name = "N")]
+    pub max_messages_per_second: Option<u32>,
+
+    /// Maximum number of participants in one room [default: 100]
+    #[arg(long, env = "SWITCHYARD_MAX_PARTICIPANTS_PER_ROOM", value_name = "N")]
+    pub max_participants_per_room: Option<usize>,
+
+    /// Maximum number of rooms on this server [default: 1000]
+    #[arg(long, env = "SWITCHYARD_MAX_ROOMS", value_name = "N")]
+    pub max_rooms: Option<usize>,
+
+    /// Origin allowed to open signaling connections, such as https://app.example.org. Repeat
+    /// the flag, or separate origins with commas in the environment variable. Other origins
+    /// get HTTP 403 [default: any origin]
+    #[arg(
+        long,
+        env = "SWITCHYARD_ALLOWED_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub allowed_origin: Vec<String>,
+
     /// TOML file with any of the keys http, media, public-ip, ice-server (a list),
     /// max-message-size, outbound-queue, ice-disconnected-timeout, ice-failed-timeout,
     /// reconnect-grace, outbox-messages, outbox-age, ping-interval, ping-timeout,
-    /// duplicate-identity, turn-config and no-turn. Flags and environment variables override it
+    /// duplicate-identity, api-key (a list), max-messages-per-second,
+    /// max-participants-per-room, max-rooms, allowed-origin (a list), turn-config and no-turn.
+    /// Flags and environment variables override it
     #[arg(long, env = "SWITCHYARD_CONFIG", value_name = "FILE")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
@@ -205,6 +333,23 @@ impl ServeArgs {
             ping_interval: self.ping_interval.or(lower.ping_interval),
             ping_timeout: self.ping_timeout.or(lower.ping_timeout),
             duplicate_identity: self.duplicate_identity.or(lower.duplicate_identity),
+            api_key: if self.api_key.is_empty() {
+                lower.api_key
+            } else {
+                self.api_key
+            },
+            max_messages_per_second: self
+                .max_messages_per_second
+                .or(lower.max_messages_per_second),
+            max_participants_per_room: self
+                .max_participants_per_room
+                .or(lower.max_participants_per_room),
+            max_rooms: self.max_rooms.or(lower.max_rooms),
+            allowed_origin: if self.allowed_origin.is_empty() {
+                lower.allowed_origin
+            } else {
+                self.allowed_origin
+            },
             turn_config,
             no_turn,
             config: self.config.or(lower.config),
@@ -331,6 +476,63 @@ mod tests {
 
         let unknown = Cli::try_parse_from(["switchyard", "--duplicate-identity", "merge"]);
         assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn api_keys_and_limits_parse() {
+        let args = parse(&[
+            "--api-key",
+            "key1=secret1",
+            "--api-key",
+            "key2=se=cret2",
+            "--max-messages-per-second",
+            "5",
+            "--max-participants-per-room",
+            "3",
+            "--max-rooms",
+            "2",
+            "--allowed-origin",
+            "http://127.0.0.1:8080",
+        ]);
+        assert_eq!(args.api_key.len(), 2);
+        assert_eq!(args.api_key[1].key, "key2");
+        assert_eq!(args.api_key[1].secret, "se=cret2");
+        assert_eq!(args.max_messages_per_second, Some(5));
+        assert_eq!(args.max_participants_per_room, Some(3));
+        assert_eq!(args.max_rooms, Some(2));
+        assert_eq!(args.allowed_origin, ["http://127.0.0.1:8080"]);
+        assert!(!format!("{args:?}").contains("secret1"));
+
+        for bad in ["key1", "=secret", "key1="] {
+            let result = Cli::try_parse_from(["switchyard", "--api-key", bad]);
+            assert!(result.is_err(), "{bad}");
+        }
+        let file: ServeArgs = toml::from_str("api-key = [\"k=s\"]\nmax-rooms = 4\n").unwrap();
+        assert_eq!(file.api_key[0].key, "k");
+        assert_eq!(file.max_rooms, Some(4));
+    }
+
+    #[test]
+    fn token_subcommand_parses() {
+        let cli = Cli::try_parse_from([
+            "switchyard",
+            "token",
+            "--api-key",
+            "key1",
+            "--api-secret",
+            "secret1",
+            "--room",
+            "demo",
+            "--identity",
+            "ada",
+        ])
+        .unwrap();
+        let Command::Token(args) = cli.into_command() else {
+            panic!("expected token");
+        };
+        assert_eq!(args.grants, "publish,subscribe,publish_data");
+        assert_eq!(args.ttl, 3600);
+        assert!(!format!("{args:?}").contains("secret1"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use switchyard_proto::IceServer;
 use switchyard_sfu::SfuConfig;
+use switchyard_signal::token::ApiKeys;
 use switchyard_signal::{DuplicateIdentity, SignalConfig, DEFAULT_CLOSE_TIMEOUT};
 use switchyard_turn::TurnConfig;
 
@@ -143,6 +144,17 @@ pub struct ServerConfig {
     /// What a join does when a participant with the same identity is in the room. Default:
     /// replace the old session.
     pub duplicate_identity: DuplicateIdentity,
+    /// API keys whose secrets sign join tokens. `Debug` shows the key names only. Default:
+    /// none.
+    pub api_keys: ApiKeys,
+    /// Messages per second one connection may send on average. Default 50.
+    pub max_messages_per_second: u32,
+    /// Maximum number of participants in one room. Default 100.
+    pub max_participants_per_room: usize,
+    /// Maximum number of rooms. Default 1,000.
+    pub max_rooms: usize,
+    /// Origins allowed to open signaling connections; empty allows any. Default: empty.
+    pub allowed_origins: Vec<String>,
     /// Settings of the bundled STUN/TURN relay, or `None` to run without it. Default: the
     /// relay's defaults, listening on 127.0.0.1:3478 over UDP and TCP.
     pub turn: Option<TurnConfig>,
@@ -168,6 +180,11 @@ impl Default for ServerConfig {
             ping_interval: signal.ping_interval,
             ping_timeout: signal.ping_timeout,
             duplicate_identity: signal.duplicate_identity,
+            api_keys: signal.api_keys,
+            max_messages_per_second: signal.max_messages_per_second,
+            max_participants_per_room: signal.max_participants_per_room,
+            max_rooms: signal.max_rooms,
+            allowed_origins: signal.allowed_origins,
             turn: Some(TurnConfig::default()),
         }
     }
@@ -222,6 +239,15 @@ impl ServerConfig {
             duplicate_identity: args
                 .duplicate_identity
                 .map_or(defaults.duplicate_identity, Into::into),
+            api_keys: ApiKeys::new(args.api_key.into_iter().map(|arg| (arg.key, arg.secret))),
+            max_messages_per_second: args
+                .max_messages_per_second
+                .unwrap_or(defaults.max_messages_per_second),
+            max_participants_per_room: args
+                .max_participants_per_room
+                .unwrap_or(defaults.max_participants_per_room),
+            max_rooms: args.max_rooms.unwrap_or(defaults.max_rooms),
+            allowed_origins: args.allowed_origin,
             turn,
         };
         config.validate()?;
@@ -239,6 +265,19 @@ impl ServerConfig {
             return Err(ConfigError::Zero {
                 key: "outbound-queue",
             });
+        }
+
+        for (key, value) in [
+            (
+                "max-messages-per-second",
+                self.max_messages_per_second as usize,
+            ),
+            ("max-participants-per-room", self.max_participants_per_room),
+            ("max-rooms", self.max_rooms),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero { key });
+            }
         }
 
         if self.outbox_messages == 0 {
@@ -291,6 +330,12 @@ impl ServerConfig {
         }
     }
 
+    /// Returns true when joins without a token are allowed: no API key is configured and the
+    /// HTTP listener is on a loopback address, so only this machine can reach it.
+    pub fn development_mode(&self) -> bool {
+        self.api_keys.is_empty() && self.http.ip().is_loopback()
+    }
+
     /// Returns the settings of the signaling endpoint.
     pub fn signal_config(&self) -> SignalConfig {
         let ice_servers = self
@@ -313,6 +358,12 @@ impl ServerConfig {
             ping_interval: self.ping_interval,
             ping_timeout: self.ping_timeout,
             duplicate_identity: self.duplicate_identity,
+            api_keys: self.api_keys.clone(),
+            allow_tokenless_join: self.development_mode(),
+            max_messages_per_second: self.max_messages_per_second,
+            max_participants_per_room: self.max_participants_per_room,
+            max_rooms: self.max_rooms,
+            allowed_origins: self.allowed_origins.clone(),
             turn_relay: None,
         }
     }
@@ -589,6 +640,46 @@ mod tests {
             ..ServeArgs::default()
         };
         assert!(ServerConfig::from_args(no_grace).is_ok());
+    }
+
+    #[test]
+    fn development_mode_needs_loopback_and_no_keys() {
+        let loopback = ServerConfig::default();
+        assert!(loopback.development_mode());
+        assert!(loopback.signal_config().allow_tokenless_join);
+
+        let with_key = ServerConfig {
+            api_keys: ApiKeys::new([("key1".to_owned(), "secret1".to_owned())]),
+            ..ServerConfig::default()
+        };
+        assert!(!with_key.signal_config().allow_tokenless_join);
+
+        let public = ServerConfig {
+            http: "0.0.0.0:8080".parse().unwrap(),
+            ..ServerConfig::default()
+        };
+        assert!(!public.signal_config().allow_tokenless_join);
+    }
+
+    #[test]
+    fn zero_join_limits_are_rejected() {
+        for args in [
+            ServeArgs {
+                max_messages_per_second: Some(0),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                max_participants_per_room: Some(0),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                max_rooms: Some(0),
+                ..ServeArgs::default()
+            },
+        ] {
+            let result = ServerConfig::from_args(args.clone());
+            assert!(matches!(result, Err(ConfigError::Zero { .. })), "{args:?}");
+        }
     }
 
     #[test]

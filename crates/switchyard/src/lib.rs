@@ -15,4 +15,5 @@ pub mod web;
 pub use config::{ConfigError, ServerConfig};
 pub use relay::RelayAddrs;
 pub use server::{run, RunError, RunningServer};
+pub use switchyard_signal::token;
 pub use tokio_util::sync::CancellationToken;

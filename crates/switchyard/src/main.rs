@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use anyhow::Context;
 use clap::Parser;
-use switchyard::cli::{Cli, Command, ServeArgs, TurnArgs};
+use switchyard::cli::{Cli, Command, ServeArgs, TokenArgs, TurnArgs};
 use switchyard::{run, turn_config, CancellationToken, ServerConfig};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
@@ -18,7 +18,31 @@ async fn main() -> anyhow::Result<()> {
     match cli.into_command() {
         Command::Serve(args) => serve(args).await,
         Command::Turn(args) => turn(args).await,
+        Command::Token(args) => token(args),
     }
+}
+
+/// Prints a join token signed with the given API key's secret.
+fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let grants = switchyard::token::Grants::parse_list(&args.grants)
+        .map_err(|name| anyhow::anyhow!("unknown grant {name:?} in --grants; expected publish, subscribe, publish_data or room_admin"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_secs();
+    let claims = switchyard::token::Claims {
+        room: args.room,
+        sub: args.identity,
+        name: args.name,
+        grants,
+        exp: now.saturating_add(args.ttl),
+        nbf: None,
+    };
+    println!(
+        "{}",
+        switchyard::token::sign(&claims, &args.api_key, &args.api_secret)
+    );
+    Ok(())
 }
 
 /// Runs signaling, the SFU and the bundled relay until a signal arrives.
@@ -42,10 +66,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ping_interval = ?config.ping_interval,
         ping_timeout = ?config.ping_timeout,
         duplicate_identity = ?config.duplicate_identity,
+        api_keys = ?config.api_keys,
+        max_messages_per_second = config.max_messages_per_second,
+        max_participants_per_room = config.max_participants_per_room,
+        max_rooms = config.max_rooms,
+        allowed_origins = ?config.allowed_origins,
         turn = config.turn.is_some(),
         "starting switchyard {}",
         env!("CARGO_PKG_VERSION")
     );
+
+    if config.development_mode() {
+        warn!(
+            http = %config.http,
+            "development mode: no API keys are configured, so joins without a token get every \
+             grant; configure --api-key before exposing the server"
+        );
+    }
 
     // Installed before the sockets are bound, so a signal sent as soon as the server logs
     // "listening" is never handled by the default action.

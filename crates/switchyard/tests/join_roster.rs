@@ -21,7 +21,8 @@ async fn second_client_sees_first_in_roster() {
         grace_roster,
         [ParticipantInfo {
             id: ada_id,
-            name: "Ada".into()
+            name: "Ada".into(),
+            metadata: String::new(),
         }]
     );
 
@@ -31,7 +32,8 @@ async fn second_client_sees_first_in_roster() {
         ServerMessage::ParticipantJoined {
             participant: ParticipantInfo {
                 id: grace_id,
-                name: "Grace".into()
+                name: "Grace".into(),
+                metadata: String::new(),
             }
         }
     );

@@ -35,6 +35,8 @@ async fn assert_slow_client_closed(outbound_queue: usize) {
         close_timeout: Duration::from_secs(60),
         // The slow client leaves the room as soon as its connection is closed.
         reconnect_grace: Duration::ZERO,
+        // The flood has to fill the queue, not hit the message rate limit.
+        max_messages_per_second: u32::MAX / 4,
         ..loopback_config()
     };
     let server = TestServer::start(config).await;

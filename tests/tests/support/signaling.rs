@@ -107,5 +107,8 @@ pub fn message_type(message: &ServerMessage) -> &'static str {
         ServerMessage::Error { .. } => "error",
         ServerMessage::Resumed { .. } => "resumed",
         ServerMessage::Ok => "ok",
+        ServerMessage::RoomMetadata { .. } => "room_metadata",
+        ServerMessage::ParticipantMetadata { .. } => "participant_metadata",
+        ServerMessage::Chat { .. } => "chat",
     }
 }

@@ -4,9 +4,10 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use switchyard_proto::ParticipantInfo;
 
-use super::{DuplicateIdentity, Member, RoomEvent, RoomStore, StoreError};
+use super::{
+    DuplicateIdentity, JoinPolicy, Member, RoomEvent, RoomSnapshot, RoomStore, StoreError,
+};
 use crate::names::{ParticipantId, RoomName};
 
 /// Rooms of one server process.
@@ -15,7 +16,13 @@ use crate::names::{ParticipantId, RoomName};
 /// unbounded channels, never across an `.await`.
 #[derive(Debug, Default)]
 pub struct MemoryRoomStore {
-    rooms: Mutex<HashMap<RoomName, Vec<Member>>>,
+    rooms: Mutex<HashMap<RoomName, Room>>,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    members: Vec<Member>,
+    metadata: String,
 }
 
 impl MemoryRoomStore {
@@ -29,7 +36,7 @@ impl MemoryRoomStore {
         self.lock().len()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<RoomName, Vec<Member>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<RoomName, Room>> {
         // Nothing that can panic runs while the lock is held, and every update leaves the map
         // consistent, so the data is still valid if a panic ever poisoned it.
         self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
@@ -42,34 +49,18 @@ impl RoomStore for MemoryRoomStore {
         &self,
         room: &RoomName,
         member: Member,
-        duplicates: DuplicateIdentity,
-    ) -> Result<Vec<ParticipantInfo>, StoreError> {
+        policy: JoinPolicy,
+    ) -> Result<RoomSnapshot, StoreError> {
         let mut rooms = self.lock();
-        let members = rooms.entry(room.clone()).or_default();
-        if members.iter().any(|existing| existing.id == member.id) {
-            return Err(StoreError::DuplicateParticipant {
-                room: room.clone(),
-                participant_id: member.id,
-            });
+        if !rooms.contains_key(room) && rooms.len() >= policy.max_rooms {
+            return Err(StoreError::TooManyRooms { room: room.clone() });
         }
-        let duplicate = member.identity.as_ref().and_then(|identity| {
-            members
-                .iter()
-                .position(|existing| existing.identity.as_ref() == Some(identity))
-        });
-        if let Some(index) = duplicate {
-            if duplicates == DuplicateIdentity::Reject {
-                return Err(StoreError::DuplicateIdentity { room: room.clone() });
-            }
-            let old = members.remove(index);
-            let _ = old.events.send(RoomEvent::Replaced);
-            broadcast(members, RoomEvent::ParticipantLeft(old.id));
+        let entry = rooms.entry(room.clone()).or_default();
+        let result = admit(room, entry, member, policy);
+        if entry.members.is_empty() {
+            rooms.remove(room);
         }
-
-        let roster = members.iter().map(Member::info).collect();
-        broadcast(members, RoomEvent::ParticipantJoined(member.info()));
-        members.push(member);
-        Ok(roster)
+        result
     }
 
     async fn leave(
@@ -78,9 +69,10 @@ impl RoomStore for MemoryRoomStore {
         participant_id: &ParticipantId,
     ) -> Result<bool, StoreError> {
         let mut rooms = self.lock();
-        let Some(members) = rooms.get_mut(room) else {
+        let Some(entry) = rooms.get_mut(room) else {
             return Ok(false);
         };
+        let members = &mut entry.members;
         let Some(index) = members.iter().position(|m| &m.id == participant_id) else {
             return Ok(false);
         };
@@ -92,6 +84,96 @@ impl RoomStore for MemoryRoomStore {
         }
         Ok(true)
     }
+
+    async fn set_room_metadata(&self, room: &RoomName, metadata: String) -> Result<(), StoreError> {
+        let mut rooms = self.lock();
+        // A session only calls this while it is a member, so the room exists.
+        let Some(entry) = rooms.get_mut(room) else {
+            return Ok(());
+        };
+        entry.metadata.clone_from(&metadata);
+        broadcast(&entry.members, RoomEvent::RoomMetadata(metadata));
+        Ok(())
+    }
+
+    async fn set_participant_metadata(
+        &self,
+        room: &RoomName,
+        participant_id: &ParticipantId,
+        metadata: String,
+    ) -> Result<(), StoreError> {
+        let mut rooms = self.lock();
+        let member = rooms
+            .get_mut(room)
+            .and_then(|entry| entry.members.iter_mut().find(|m| &m.id == participant_id));
+        let Some(member) = member else {
+            return Err(StoreError::ParticipantNotFound {
+                room: room.clone(),
+                participant_id: participant_id.clone(),
+            });
+        };
+        member.metadata.clone_from(&metadata);
+        let event = RoomEvent::ParticipantMetadata(participant_id.clone(), metadata);
+        if let Some(entry) = rooms.get(room) {
+            broadcast(&entry.members, event);
+        }
+        Ok(())
+    }
+
+    async fn chat(
+        &self,
+        room: &RoomName,
+        from: &ParticipantId,
+        text: String,
+        ts: u64,
+    ) -> Result<(), StoreError> {
+        let rooms = self.lock();
+        if let Some(entry) = rooms.get(room) {
+            let from = from.clone();
+            broadcast(&entry.members, RoomEvent::Chat { from, text, ts });
+        }
+        Ok(())
+    }
+}
+
+/// Adds `member` to `room` under `policy`, replacing a member of the same identity.
+fn admit(
+    name: &RoomName,
+    room: &mut Room,
+    member: Member,
+    policy: JoinPolicy,
+) -> Result<RoomSnapshot, StoreError> {
+    let members = &mut room.members;
+    if members.iter().any(|existing| existing.id == member.id) {
+        return Err(StoreError::DuplicateParticipant {
+            room: name.clone(),
+            participant_id: member.id,
+        });
+    }
+    let duplicate = member.identity.as_ref().and_then(|identity| {
+        members
+            .iter()
+            .position(|existing| existing.identity.as_ref() == Some(identity))
+    });
+    if duplicate.is_some() && policy.duplicates == DuplicateIdentity::Reject {
+        return Err(StoreError::DuplicateIdentity { room: name.clone() });
+    }
+    if duplicate.is_none() && members.len() >= policy.max_participants {
+        return Err(StoreError::RoomFull { room: name.clone() });
+    }
+    if let Some(index) = duplicate {
+        let old = members.remove(index);
+        let _ = old.events.send(RoomEvent::Replaced);
+        broadcast(members, RoomEvent::ParticipantLeft(old.id));
+    }
+
+    let others = members.iter().map(Member::info).collect();
+    broadcast(members, RoomEvent::ParticipantJoined(member.info()));
+    members.push(member);
+    Ok(RoomSnapshot {
+        others,
+        metadata: room.metadata.clone(),
+    })
 }
 
 fn broadcast(members: &[Member], event: RoomEvent) {
@@ -104,6 +186,7 @@ fn broadcast(members: &[Member], event: RoomEvent) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchyard_proto::ParticipantInfo;
     use tokio::sync::mpsc;
 
     fn member(id: &str, name: &str) -> (Member, mpsc::UnboundedReceiver<RoomEvent>) {
@@ -112,6 +195,7 @@ mod tests {
             id: ParticipantId::from_string(id.into()),
             name: name.into(),
             identity: None,
+            metadata: String::new(),
             events,
         };
         (member, receiver)
@@ -125,6 +209,7 @@ mod tests {
         ParticipantInfo {
             id: id.into(),
             name: name.into(),
+            metadata: String::new(),
         }
     }
 
@@ -138,23 +223,26 @@ mod tests {
 
         assert_eq!(
             store
-                .join(&demo, ada, DuplicateIdentity::Replace)
+                .join(&demo, ada, JoinPolicy::default())
                 .await
-                .unwrap(),
+                .unwrap()
+                .others,
             vec![]
         );
         assert_eq!(
             store
-                .join(&demo, grace, DuplicateIdentity::Replace)
+                .join(&demo, grace, JoinPolicy::default())
                 .await
-                .unwrap(),
+                .unwrap()
+                .others,
             vec![info("a", "Ada")]
         );
         assert_eq!(
             store
-                .join(&demo, lin, DuplicateIdentity::Replace)
+                .join(&demo, lin, JoinPolicy::default())
                 .await
-                .unwrap(),
+                .unwrap()
+                .others,
             vec![info("a", "Ada"), info("g", "Grace")]
         );
     }
@@ -165,12 +253,9 @@ mod tests {
         let demo = room("demo");
         let (ada, mut ada_events) = member("a", "Ada");
         let (grace, mut grace_events) = member("g", "Grace");
+        store.join(&demo, ada, JoinPolicy::default()).await.unwrap();
         store
-            .join(&demo, ada, DuplicateIdentity::Replace)
-            .await
-            .unwrap();
-        store
-            .join(&demo, grace, DuplicateIdentity::Replace)
+            .join(&demo, grace, JoinPolicy::default())
             .await
             .unwrap();
 
@@ -195,12 +280,9 @@ mod tests {
         let demo = room("demo");
         let (ada, mut ada_events) = member("a", "Ada");
         let (grace, _grace_events) = member("g", "Grace");
+        store.join(&demo, ada, JoinPolicy::default()).await.unwrap();
         store
-            .join(&demo, ada, DuplicateIdentity::Replace)
-            .await
-            .unwrap();
-        store
-            .join(&demo, grace, DuplicateIdentity::Replace)
+            .join(&demo, grace, JoinPolicy::default())
             .await
             .unwrap();
         let _ = ada_events.try_recv();
@@ -218,14 +300,15 @@ mod tests {
         let (ada, mut ada_events) = member("a", "Ada");
         let (grace, _grace_events) = member("g", "Grace");
         store
-            .join(&room("one"), ada, DuplicateIdentity::Replace)
+            .join(&room("one"), ada, JoinPolicy::default())
             .await
             .unwrap();
         assert_eq!(
             store
-                .join(&room("two"), grace, DuplicateIdentity::Replace)
+                .join(&room("two"), grace, JoinPolicy::default())
                 .await
-                .unwrap(),
+                .unwrap()
+                .others,
             vec![]
         );
         assert!(ada_events.try_recv().is_err());
@@ -243,11 +326,11 @@ mod tests {
         let (first, _first_events) = member("a", "Ada");
         let (second, _second_events) = member("a", "Impostor");
         store
-            .join(&demo, first, DuplicateIdentity::Replace)
+            .join(&demo, first, JoinPolicy::default())
             .await
             .unwrap();
         let error = store
-            .join(&demo, second, DuplicateIdentity::Replace)
+            .join(&demo, second, JoinPolicy::default())
             .await
             .unwrap_err();
         assert!(matches!(error, StoreError::DuplicateParticipant { .. }));
@@ -265,6 +348,7 @@ mod identity_tests {
             id: ParticipantId::from_string(id.into()),
             name: identity.into(),
             identity: Some(identity.into()),
+            metadata: String::new(),
             events,
         };
         (member, receiver)
@@ -277,21 +361,12 @@ mod identity_tests {
         let (ada, mut ada_events) = member("a", "ada");
         let (old, mut old_events) = member("g1", "grace");
         let (new, _new_events) = member("g2", "grace");
-        store
-            .join(&demo, ada, DuplicateIdentity::Replace)
-            .await
-            .unwrap();
-        store
-            .join(&demo, old, DuplicateIdentity::Replace)
-            .await
-            .unwrap();
+        store.join(&demo, ada, JoinPolicy::default()).await.unwrap();
+        store.join(&demo, old, JoinPolicy::default()).await.unwrap();
         let _ = ada_events.try_recv();
 
-        let roster = store
-            .join(&demo, new, DuplicateIdentity::Replace)
-            .await
-            .unwrap();
-        let ids: Vec<&str> = roster.iter().map(|p| p.id.as_str()).collect();
+        let roster = store.join(&demo, new, JoinPolicy::default()).await.unwrap();
+        let ids: Vec<&str> = roster.others.iter().map(|p| p.id.as_str()).collect();
         assert_eq!(ids, ["a"]);
         assert_eq!(old_events.try_recv().unwrap(), RoomEvent::Replaced);
         assert_eq!(
@@ -308,20 +383,114 @@ mod identity_tests {
         assert!(!store.leave(&demo, &old_id).await.unwrap());
     }
 
+    fn reject() -> JoinPolicy {
+        JoinPolicy {
+            duplicates: DuplicateIdentity::Reject,
+            ..JoinPolicy::default()
+        }
+    }
+
     #[tokio::test]
     async fn same_identity_rejected_when_configured() {
         let store = MemoryRoomStore::new();
         let demo = RoomName::parse("demo".into()).unwrap();
         let (first, _first_events) = member("g1", "grace");
         let (second, _second_events) = member("g2", "grace");
+        store.join(&demo, first, reject()).await.unwrap();
+        let error = store.join(&demo, second, reject()).await.unwrap_err();
+        assert!(matches!(error, StoreError::DuplicateIdentity { .. }));
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    fn member(id: &str) -> (Member, mpsc::UnboundedReceiver<RoomEvent>) {
+        let (events, receiver) = mpsc::unbounded_channel();
+        let member = Member {
+            id: ParticipantId::from_string(id.into()),
+            name: id.into(),
+            identity: None,
+            metadata: String::new(),
+            events,
+        };
+        (member, receiver)
+    }
+
+    fn room(name: &str) -> RoomName {
+        RoomName::parse(name.into()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn full_room_rejects_join() {
+        let store = MemoryRoomStore::new();
+        let policy = JoinPolicy {
+            max_participants: 1,
+            ..JoinPolicy::default()
+        };
+        let (ada, _ada_events) = member("a");
+        let (grace, _grace_events) = member("g");
+        store.join(&room("demo"), ada, policy).await.unwrap();
+        let error = store.join(&room("demo"), grace, policy).await.unwrap_err();
+        assert!(matches!(error, StoreError::RoomFull { .. }), "{error}");
+    }
+
+    #[tokio::test]
+    async fn room_limit_rejects_new_room_only() {
+        let store = MemoryRoomStore::new();
+        let policy = JoinPolicy {
+            max_rooms: 1,
+            ..JoinPolicy::default()
+        };
+        let (ada, _ada_events) = member("a");
+        let (grace, _grace_events) = member("g");
+        let (lin, _lin_events) = member("l");
+        store.join(&room("one"), ada, policy).await.unwrap();
+        store.join(&room("one"), grace, policy).await.unwrap();
+        let error = store.join(&room("two"), lin, policy).await.unwrap_err();
+        assert!(matches!(error, StoreError::TooManyRooms { .. }), "{error}");
+        assert_eq!(store.room_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn metadata_reaches_members_and_late_joiners() {
+        let store = MemoryRoomStore::new();
+        let demo = room("demo");
+        let (ada, mut ada_events) = member("a");
+        store.join(&demo, ada, JoinPolicy::default()).await.unwrap();
         store
-            .join(&demo, first, DuplicateIdentity::Reject)
+            .set_room_metadata(&demo, "topic".into())
             .await
             .unwrap();
+        let ada_id = ParticipantId::from_string("a".into());
+        store
+            .set_participant_metadata(&demo, &ada_id, "busy".into())
+            .await
+            .unwrap();
+        assert_eq!(
+            ada_events.try_recv().unwrap(),
+            RoomEvent::RoomMetadata("topic".into())
+        );
+        assert_eq!(
+            ada_events.try_recv().unwrap(),
+            RoomEvent::ParticipantMetadata(ada_id, "busy".into())
+        );
+
+        let (grace, _grace_events) = member("g");
+        let snapshot = store
+            .join(&demo, grace, JoinPolicy::default())
+            .await
+            .unwrap();
+        assert_eq!(snapshot.metadata, "topic");
+        assert_eq!(snapshot.others[0].metadata, "busy");
+
+        let unknown = ParticipantId::from_string("x".into());
         let error = store
-            .join(&demo, second, DuplicateIdentity::Reject)
+            .set_participant_metadata(&demo, &unknown, "m".into())
             .await
             .unwrap_err();
-        assert!(matches!(error, StoreError::DuplicateIdentity { .. }));
+        assert!(matches!(error, StoreError::ParticipantNotFound { .. }));
     }
 }
