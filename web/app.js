@@ -1,8 +1,10 @@
 // Page controller: join form, call controls, connection state and the test hook.
 //
-// Opening `/?room=R&name=N` joins room R as N without a click.
+// Opening `/?room=R&name=N` joins room R as N without a click. Adding `&relay=udp` or
+// `&relay=tcp` sends all media through the server's TURN relay over that transport.
 
 import { Call } from './call.js';
+import { RELAY_TRANSPORTS } from './ice.js';
 import { SignalingClient, signalingUrl } from './signaling.js';
 import { TileGrid } from './tiles.js';
 
@@ -59,7 +61,7 @@ async function join(room, name) {
   // `?transport=sse` or `?transport=websocket` skips the automatic choice.
   const transport = new URLSearchParams(window.location.search).get('transport') ?? 'auto';
   const signaling = new SignalingClient(signalingUrl(window.location), { transport });
-  const call = new Call(signaling, localStream);
+  const call = new Call(signaling, localStream, { relay: readRelayParameter() });
   current.signaling = signaling;
   current.call = call;
   wireSignaling(current, signaling);
@@ -252,6 +254,19 @@ function stopStream(stream) {
   for (const track of stream?.getTracks() ?? []) {
     track.stop();
   }
+}
+
+/**
+ * Returns the transport of `?relay=udp` or `?relay=tcp`, which sends all media through the TURN
+ * server over that transport, or null when the parameter is absent or invalid.
+ */
+function readRelayParameter() {
+  const relay = new URLSearchParams(window.location.search).get('relay');
+  if (relay === null || RELAY_TRANSPORTS.includes(relay)) {
+    return relay;
+  }
+  showMessage('error', `Ignored relay=${relay}: expected relay=udp or relay=tcp.`);
+  return null;
 }
 
 function readJoinParameters() {

@@ -5,6 +5,8 @@
 // and this client answers. Server messages are handled strictly in arrival order, one at a time,
 // so that a candidate never overtakes the offer or answer it belongs to.
 
+import { rtcConfiguration } from './ice.js';
+
 const TARGETS = ['publisher', 'subscriber'];
 
 /**
@@ -22,6 +24,7 @@ const TARGETS = ['publisher', 'subscriber'];
 export class Call extends EventTarget {
   #signaling;
   #localStream;
+  #relay;
   #participantId = null;
   #room = null;
   #connections = { publisher: null, subscriber: null };
@@ -37,11 +40,14 @@ export class Call extends EventTarget {
   /**
    * @param {SignalingClient} signaling an open signaling connection
    * @param {MediaStream|null} localStream tracks to publish, or null to join without publishing
+   * @param {{relay?: 'udp'|'tcp'|null}} options `relay` forces both connections through the
+   *   TURN server over that transport (see `rtcConfiguration` in ice.js)
    */
-  constructor(signaling, localStream) {
+  constructor(signaling, localStream, { relay = null } = {}) {
     super();
     this.#signaling = signaling;
     this.#localStream = localStream;
+    this.#relay = relay;
     signaling.addEventListener('message', (event) => this.#enqueue(event.detail));
   }
 
@@ -134,7 +140,12 @@ export class Call extends EventTarget {
   async #onJoined(message) {
     this.#participantId = message.participantId;
     this.#room = message.room;
-    const configuration = { iceServers: message.iceServers ?? [] };
+    const configuration = rtcConfiguration(message.iceServers, this.#relay);
+    if (this.#relay && configuration.iceServers.length === 0) {
+      this.#emit('failure', {
+        message: `The server offers no TURN server over ${this.#relay}, so relay=${this.#relay} cannot connect.`,
+      });
+    }
 
     this.#connections.subscriber = this.#createConnection('subscriber', configuration);
     this.#connections.subscriber.addEventListener('track', (event) => this.#onTrack(event));

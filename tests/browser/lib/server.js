@@ -2,7 +2,7 @@
 
 import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
-import { createWriteStream, existsSync } from 'node:fs';
+import { createWriteStream, existsSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -36,16 +36,28 @@ export function resolveServerBinary() {
 }
 
 /**
- * Starts the server on free loopback ports and waits until it responds to HTTP.
+ * Starts the server on free loopback ports and waits until it responds to HTTP. The bundled
+ * TURN relay listens on one more free port, for UDP and TCP, set in a relay config file next to
+ * the log.
  *
- * Output goes to `artifacts/<logName>`. Returns `{ url, pid, logTail, stop }`, where `stop()`
- * sends SIGTERM to the server's PID and SIGKILL if it has not exited within 5 s.
+ * Output goes to `artifacts/<logName>`. Returns `{ url, pid, turnPort, logTail, stop }`, where
+ * `stop()` sends SIGTERM to the server's PID and SIGKILL if it has not exited within 5 s.
  */
 export async function startServer({ logName = 'server.log' } = {}) {
   const binary = resolveServerBinary();
   const httpPort = await findFreePort(['tcp']);
   const mediaPort = await findFreePort(['udp', 'tcp'], [httpPort]);
-  const args = ['--http', `127.0.0.1:${httpPort}`, '--media', `127.0.0.1:${mediaPort}`];
+  const turnPort = await findFreePort(['udp', 'tcp'], [httpPort, mediaPort]);
+  const turnConfig = artifactPath(`${logName}.turn.toml`);
+  writeFileSync(
+    turnConfig,
+    `listen-udp = ["127.0.0.1:${turnPort}"]\nlisten-tcp = ["127.0.0.1:${turnPort}"]\n`,
+  );
+  const args = [
+    '--http', `127.0.0.1:${httpPort}`,
+    '--media', `127.0.0.1:${mediaPort}`,
+    '--turn-config', turnConfig,
+  ];
 
   const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], env: serverEnvironment() });
   const log = createWriteStream(artifactPath(logName));
@@ -79,6 +91,7 @@ export async function startServer({ logName = 'server.log' } = {}) {
   return {
     url,
     pid: child.pid,
+    turnPort,
     logTail,
     async stop() {
       await stopProcess(child, exited);
