@@ -3,7 +3,7 @@
 //!
 //! The header names the API key in `kid`. The claims carry the room, the identity (`sub`), an
 //! optional display name, the grants and the expiry (`exp`, and `nbf` when present), both in
-//! seconds since the Unix epoch. Only `HS256` is accepted, whatever the header says, so a token
+//! seconds since the Unix epoch. Only `HS256` is accepted, whatever the header's `alg`, so a token
 //! with `alg: none` or an asymmetric algorithm never reaches the signature check.
 //!
 //! Nothing here reads the clock: callers pass `now`.
@@ -131,7 +131,7 @@ pub enum TokenError {
     /// The token is not three base64url parts with JSON header and claims.
     #[error("join token is malformed: {reason}")]
     Malformed {
-        /// What is wrong.
+        /// The part that failed to parse and why.
         reason: &'static str,
     },
     /// The header names an algorithm other than HS256.
