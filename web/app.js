@@ -1,7 +1,8 @@
 // Page controller: join form, call controls, connection state and the test hook.
 //
 // Opening `/?room=R&name=N` joins room R as N without a click. Adding `&relay=udp` or
-// `&relay=tcp` sends all media through the server's TURN relay over that transport.
+// `&relay=tcp` sends all media through the server's TURN relay over that transport, and
+// `&token=T` sends the join token T with `join`, on either transport.
 
 import { Call } from './call.js';
 import { RELAY_TRANSPORTS } from './ice.js';
@@ -73,7 +74,7 @@ async function join(room, name) {
     console.error('switchyard: signaling connection failed', error);
     return;
   }
-  call.join(room, name);
+  call.join(room, name, readTokenParameter());
 }
 
 /** Sends `leave`, closes everything and shows the join form again. */
@@ -267,6 +268,11 @@ function readRelayParameter() {
   }
   showMessage('error', `Ignored relay=${relay}: expected relay=udp or relay=tcp.`);
   return null;
+}
+
+/** Returns the join token from `?token=...`, or null when the parameter is absent or empty. */
+function readTokenParameter() {
+  return new URLSearchParams(window.location.search).get('token') || null;
 }
 
 function readJoinParameters() {

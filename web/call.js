@@ -71,9 +71,16 @@ export class Call extends EventTarget {
     return this.#connections.subscriber;
   }
 
-  /** Sends `join`. The rest of the session follows from the server's replies. */
-  join(room, name) {
-    this.#signaling.request({ type: 'join', room, name });
+  /**
+   * Sends `join`, with the join token when one is given. The rest of the session follows from
+   * the server's replies.
+   */
+  join(room, name, token = null) {
+    const message = { type: 'join', room, name };
+    if (token) {
+      message.token = token;
+    }
+    this.#signaling.request(message);
   }
 
   /** Sends `leave` and closes both peer connections. */

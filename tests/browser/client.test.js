@@ -49,6 +49,36 @@ describe('web client with scripted signaling', { timeout: 120_000 }, () => {
     await page.close();
   });
 
+  test('token parameter goes with join', async () => {
+    const { page, signaling } = await openPage('?room=r1&name=Ada&token=t.o.k');
+
+    const join = await signaling.nextMessage('join');
+    assert.equal(join.token, 't.o.k');
+    await page.close();
+  });
+
+  test('token parameter goes with join over SSE', async () => {
+    const page = await browser.context.newPage();
+    let sendJoin;
+    const joinSent = new Promise((resolve) => {
+      sendJoin = resolve;
+    });
+    await page.route(`${MOCK_ORIGIN}/v1/send*`, (route) => {
+      sendJoin(JSON.parse(route.request().postData()));
+      const error = { type: 'error', code: 'room_full', message: 'room is full' };
+      return route.fulfill({ status: 400, body: JSON.stringify(error) });
+    });
+    await page.goto(`${MOCK_ORIGIN}/?room=r1&name=Ada&token=t.o.k&transport=sse`);
+
+    const timeout = new Promise((_, reject) => {
+      setTimeout(() => reject(new Error('no join POST to /v1/send')), TIMEOUT_MS).unref();
+    });
+    const join = await Promise.race([joinSent, timeout]);
+    assert.equal(join.type, 'join');
+    assert.equal(join.token, 't.o.k');
+    await page.close();
+  });
+
   test('join form joins and updates URL', async () => {
     const { page, signaling } = await openPage('');
     assert.ok(await page.locator('#join-view').isVisible(), 'join form not shown without parameters');
