@@ -206,6 +206,19 @@ pub struct ServeArgs {
     #[serde(default)]
     pub no_turn: bool,
 
+    /// TURN URL of another relay node that accepts the bundled relay's secret, such as
+    /// turn:relay2.example.org:3478?transport=udp. Clients get it in the bundled relay's
+    /// `joined.iceServers` entry, with the same credentials. Repeat the flag, or separate URLs
+    /// with commas in the environment variable [default: none]
+    #[arg(
+        long,
+        env = "SWITCHYARD_TURN_URL",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub turn_url: Vec<String>,
+
     /// Seconds a participant whose connection dropped without `leave` stays in the room,
     /// waiting for a resume. 0 removes it at once [default: 20]
     #[arg(long, env = "SWITCHYARD_RECONNECT_GRACE", value_name = "SECS")]
@@ -277,8 +290,8 @@ pub struct ServeArgs {
     /// max-message-size, outbound-queue, ice-disconnected-timeout, ice-failed-timeout,
     /// reconnect-grace, outbox-messages, outbox-age, ping-interval, ping-timeout,
     /// duplicate-identity, api-key (a list), max-messages-per-second,
-    /// max-participants-per-room, max-rooms, allowed-origin (a list), turn-config and no-turn.
-    /// Flags and environment variables override it
+    /// max-participants-per-room, max-rooms, allowed-origin (a list), turn-config, no-turn and
+    /// turn-url (a list). Flags and environment variables override it
     #[arg(long, env = "SWITCHYARD_CONFIG", value_name = "FILE")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
@@ -352,6 +365,11 @@ impl ServeArgs {
             },
             turn_config,
             no_turn,
+            turn_url: if self.turn_url.is_empty() {
+                lower.turn_url
+            } else {
+                self.turn_url
+            },
             config: self.config.or(lower.config),
         }
     }
@@ -446,6 +464,21 @@ mod tests {
 
         let both = Cli::try_parse_from(["switchyard", "--no-turn", "--turn-config", "relay.toml"]);
         assert!(both.is_err());
+
+        let args = parse(&[
+            "--turn-url",
+            "turn:127.0.0.2:3478?transport=udp",
+            "--turn-url",
+            "turn:127.0.0.3:3478?transport=udp,turn:127.0.0.3:3478?transport=tcp",
+        ]);
+        assert_eq!(
+            args.turn_url,
+            [
+                "turn:127.0.0.2:3478?transport=udp",
+                "turn:127.0.0.3:3478?transport=udp",
+                "turn:127.0.0.3:3478?transport=tcp"
+            ]
+        );
     }
 
     #[test]
@@ -598,6 +631,7 @@ mod tests {
             "SWITCHYARD_DUPLICATE_IDENTITY",
             "SWITCHYARD_TURN_CONFIG",
             "SWITCHYARD_NO_TURN",
+            "SWITCHYARD_TURN_URL",
             "SWITCHYARD_CONFIG",
             &crate::config::DEFAULT_HTTP.to_string(),
             &crate::config::DEFAULT_MEDIA.to_string(),

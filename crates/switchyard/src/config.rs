@@ -84,6 +84,15 @@ pub enum ConfigError {
     /// The TURN settings are inconsistent.
     #[error("invalid TURN settings")]
     Turn(#[source] switchyard_turn::ConfigError),
+    /// A `turn-url` does not start with `turn:` or `turns:`.
+    #[error("invalid TURN URL {url:?}; expected it to start with turn: or turns:")]
+    TurnUrl {
+        /// The rejected URL.
+        url: String,
+    },
+    /// `turn-url` is set while the bundled relay, whose secret signs the credentials, is off.
+    #[error("turn-url needs the bundled relay's secret; remove no-turn, or list the URLs with ice-server")]
+    TurnUrlWithoutRelay,
     /// One source sets both `no-turn` and `turn-config`.
     #[error("no-turn and turn-config are both set; remove one of them")]
     TurnConflict,
@@ -158,6 +167,9 @@ pub struct ServerConfig {
     /// Settings of the bundled STUN/TURN relay, or `None` to run without it. Default: the
     /// relay's defaults, listening on 127.0.0.1:3478 over UDP and TCP.
     pub turn: Option<TurnConfig>,
+    /// URLs of other relay nodes that accept the bundled relay's secret, given to clients with
+    /// the bundled relay's URLs and credentials. Default: none.
+    pub turn_urls: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -186,6 +198,7 @@ impl Default for ServerConfig {
             max_rooms: signal.max_rooms,
             allowed_origins: signal.allowed_origins,
             turn: Some(TurnConfig::default()),
+            turn_urls: Vec::new(),
         }
     }
 }
@@ -249,6 +262,7 @@ impl ServerConfig {
             max_rooms: args.max_rooms.unwrap_or(defaults.max_rooms),
             allowed_origins: args.allowed_origin,
             turn,
+            turn_urls: args.turn_url,
         };
         config.validate()?;
         Ok(config)
@@ -302,6 +316,12 @@ impl ServerConfig {
         }
         if let Some(turn) = &self.turn {
             self.validate_turn(turn)?;
+        }
+        if let Some(url) = self.turn_urls.iter().find(|url| !is_turn_url(url)) {
+            return Err(ConfigError::TurnUrl { url: url.clone() });
+        }
+        if self.turn.is_none() && !self.turn_urls.is_empty() {
+            return Err(ConfigError::TurnUrlWithoutRelay);
         }
         Ok(())
     }
@@ -426,6 +446,12 @@ fn check_session_timer(key: &'static str, timer: Duration) -> Result<(), ConfigE
         });
     }
     Ok(())
+}
+
+fn is_turn_url(url: &str) -> bool {
+    ["turn:", "turns:"]
+        .iter()
+        .any(|scheme| url.len() > scheme.len() && url.starts_with(scheme))
 }
 
 fn is_ice_url(url: &str) -> bool {
@@ -844,6 +870,40 @@ mod tests {
         let mut with_external_ip = config;
         with_external_ip.turn.as_mut().unwrap().external_ip = Some("203.0.113.8".parse().unwrap());
         assert!(with_external_ip.validate().is_ok());
+    }
+
+    #[test]
+    fn turn_urls_need_turn_scheme_and_relay() {
+        let args = ServeArgs {
+            turn_url: vec!["turns:127.0.0.2:5349?transport=tcp".into()],
+            ..ServeArgs::default()
+        };
+        let config = ServerConfig::from_args(args).unwrap();
+        assert_eq!(config.turn_urls, ["turns:127.0.0.2:5349?transport=tcp"]);
+
+        for url in ["stun:127.0.0.2:3478", "turn:", "127.0.0.2:3478"] {
+            let args = ServeArgs {
+                turn_url: vec![url.into()],
+                ..ServeArgs::default()
+            };
+            assert!(
+                matches!(
+                    ServerConfig::from_args(args),
+                    Err(ConfigError::TurnUrl { .. })
+                ),
+                "{url}"
+            );
+        }
+
+        let without_relay = ServeArgs {
+            turn_url: vec!["turn:127.0.0.2:3478".into()],
+            no_turn: true,
+            ..ServeArgs::default()
+        };
+        assert!(matches!(
+            ServerConfig::from_args(without_relay),
+            Err(ConfigError::TurnUrlWithoutRelay)
+        ));
     }
 
     #[test]

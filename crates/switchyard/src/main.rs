@@ -72,6 +72,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_rooms = config.max_rooms,
         allowed_origins = ?config.allowed_origins,
         turn = config.turn.is_some(),
+        turn_urls = ?config.turn_urls,
         "starting switchyard {}",
         env!("CARGO_PKG_VERSION")
     );

@@ -36,11 +36,13 @@ pub(crate) struct EmbeddedRelay {
 /// The relay always allows `sfu_media` as a peer, so that a client can reach the SFU through
 /// it even where the peer policy denies that address, as it denies loopback. When the config
 /// has no `static-auth-secrets`, a random secret is generated; it is never logged. When the
-/// config has no `external-ip`, `public_ip` takes its place.
+/// config has no `external-ip`, `public_ip` takes its place. Clients get `other_relay_urls`
+/// after the relay's own URLs, with the same credentials.
 pub(crate) async fn start(
     mut config: TurnConfig,
     sfu_media: SocketAddr,
     public_ip: Option<IpAddr>,
+    other_relay_urls: &[String],
 ) -> Result<EmbeddedRelay, TurnError> {
     if config.static_auth_secrets.is_empty() {
         config.static_auth_secrets.push(generate_secret());
@@ -62,8 +64,10 @@ pub(crate) async fn start(
         tcp: server.tcp_addrs(),
         tls: server.tls_addrs(),
     };
+    let mut urls = relay_urls(&addrs, external_ip);
+    urls.extend(other_relay_urls.iter().cloned());
     let credentials = TurnRelay {
-        urls: relay_urls(&addrs, external_ip),
+        urls,
         secret,
         lifetime,
     };

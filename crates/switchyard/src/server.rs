@@ -117,7 +117,7 @@ pub async fn run(
                 config.public_ip.unwrap_or(media_addr.ip()),
                 media_addr.port(),
             );
-            let relay = relay::start(turn, sfu_peer, config.public_ip)
+            let relay = relay::start(turn, sfu_peer, config.public_ip, &config.turn_urls)
                 .await
                 .map_err(RunError::StartTurn)?;
             signal_config.turn_relay = Some(relay.credentials);

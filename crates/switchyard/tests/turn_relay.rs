@@ -87,6 +87,27 @@ async fn joined_carries_relay_credentials() {
 }
 
 #[tokio::test]
+async fn other_relays_share_the_credentials() {
+    let other = "turn:127.0.0.2:3478?transport=udp";
+    let config = ServerConfig {
+        turn_urls: vec![other.into()],
+        ..config_with_secret()
+    };
+    let server = TestServer::start(config).await;
+    let (_, ice_servers) = join(&server, "Ada").await;
+
+    let relay = &ice_servers[0];
+    assert_eq!(relay.urls.len(), 3, "{relay:?}");
+    assert_eq!(relay.urls[2], other);
+    let username = relay.username.as_deref().unwrap();
+    assert_eq!(
+        relay.credential.as_deref(),
+        Some(expected_password(SECRET, username).as_str())
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn each_participant_gets_own_credentials() {
     let server = TestServer::start(config_with_secret()).await;
     let (ada_id, ada_servers) = join(&server, "Ada").await;
