@@ -457,6 +457,10 @@ impl Core {
             }
         }
         let expires = now.instant + self.config.permission_lifetime;
+        if !self.has_room_for_permissions(relay, &peers) {
+            debug!(client = %request.from.remote, "rejected CreatePermission over the permission limit");
+            return reply_error(out, request, 508);
+        }
         if let Some(allocation) = self.allocations.get_mut(&relay) {
             for peer in peers {
                 if allocation.permit(peer.ip(), expires) {
@@ -502,6 +506,9 @@ impl Core {
         if let Some(code) = self.check_peer(relay, peer) {
             debug!(client = %request.from.remote, %peer, code, "rejected ChannelBind");
             return reply_error(out, request, code);
+        }
+        if !self.has_room_for_permissions(relay, &[peer]) {
+            return reply_error(out, request, 508);
         }
         let Some(allocation) = self.allocations.get_mut(&relay) else {
             return reply_error(out, request, 437);
@@ -569,6 +576,20 @@ impl Core {
             peer,
             payload: start..start + len,
         }
+    }
+
+    fn has_room_for_permissions(&self, relay: super::RelayId, peers: &[SocketAddr]) -> bool {
+        let Some(allocation) = self.allocations.get(&relay) else {
+            return false;
+        };
+        let mut new_ips: Vec<IpAddr> = peers
+            .iter()
+            .map(|peer| unmap(peer.ip()))
+            .filter(|ip| !allocation.permissions.contains_key(ip))
+            .collect();
+        new_ips.sort_unstable();
+        new_ips.dedup();
+        allocation.permissions.len() + new_ips.len() <= super::MAX_PERMISSIONS
     }
 
     pub(super) fn active_allocation(

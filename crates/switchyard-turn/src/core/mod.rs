@@ -252,8 +252,10 @@ impl CoreConfig {
             total_quota: config.total_quota,
             max_bytes_per_second: config.max_bytes_per_second,
             policy,
-            unauthorized_burst: 20,
-            unauthorized_per_second: 10,
+            // Clients behind one NAT address each need a challenge when they start, and
+            // turnutils_uclient -m 50 starts 100 allocations at once.
+            unauthorized_burst: 200,
+            unauthorized_per_second: 100,
         })
     }
 }
@@ -262,6 +264,9 @@ impl CoreConfig {
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Relay ports a core tries to bind for one Allocate before answering 508.
 const MAX_BIND_ATTEMPTS: u32 = 8;
+/// Permissions one allocation may hold. Each costs memory, and a client could otherwise add
+/// them without end; CreatePermission beyond it gets 508.
+const MAX_PERMISSIONS: usize = 1024;
 /// Source addresses the 401 rate limiter tracks.
 const MAX_LIMITED_SOURCES: usize = 65_536;
 /// How long a port reserved with EVEN-PORT and the R bit stays reserved

@@ -1532,10 +1532,10 @@ fn unauthorized_replies_are_rate_limited_per_source() {
     let mut h = Harness::new();
     let client = udp_client(40000);
     let data = h.build(METHOD_ALLOCATE, CLASS_REQUEST, &[udp_transport()], None);
-    let replies = (0..50)
+    let replies = (0..500)
         .filter(|_| h.send(client, &data) == ClientOutput::Reply)
         .count();
-    assert_eq!(replies, 20);
+    assert_eq!(replies, 200);
     let mut other = udp_client(40000);
     other.remote = "203.0.113.6:40000".parse().unwrap();
     assert_eq!(
@@ -1544,10 +1544,10 @@ fn unauthorized_replies_are_rate_limited_per_source() {
         "other sources are not limited"
     );
     h.advance(Duration::from_secs(1));
-    let replies = (0..50)
+    let replies = (0..500)
         .filter(|_| h.send(client, &data) == ClientOutput::Reply)
         .count();
-    assert_eq!(replies, 10);
+    assert_eq!(replies, 100);
 }
 
 #[test]
@@ -1803,4 +1803,34 @@ fn counters_track_permissions_and_channels_on_delete() {
         (0, 0, 0)
     );
     let _ = h.start;
+}
+
+#[test]
+fn permissions_per_allocation_are_capped() {
+    let mut h = Harness::new();
+    let client = udp_client(40000);
+    h.allocate(client);
+    let peers: Vec<SocketAddr> = (0..MAX_PERMISSIONS as u32)
+        .map(|i| SocketAddr::from((std::net::Ipv4Addr::from(0x0808_0000 + i), 1)))
+        .collect();
+    for chunk in peers.chunks(64) {
+        let reply = peer_request(&mut h, client, METHOD_CREATE_PERMISSION, chunk, &[]);
+        assert_eq!(reply.class(), CLASS_SUCCESS_RESPONSE);
+    }
+    let reply = peer_request(&mut h, client, METHOD_CREATE_PERMISSION, &peers[..1], &[]);
+    assert_eq!(
+        reply.class(),
+        CLASS_SUCCESS_RESPONSE,
+        "refreshing is always allowed"
+    );
+    let reply = peer_request(&mut h, client, METHOD_CREATE_PERMISSION, &[peer()], &[]);
+    assert_eq!(reply.error_code(), Some(508));
+    let reply = peer_request(
+        &mut h,
+        client,
+        METHOD_CHANNEL_BIND,
+        &[peer()],
+        &[channel_number(0x4000)],
+    );
+    assert_eq!(reply.error_code(), Some(508));
 }

@@ -14,18 +14,56 @@ use crate::core::{ClientAddr, ClientOutput, RelayId, Transport};
 
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
+/// Datagrams read without yielding to the runtime once a socket is readable, so that a busy
+/// socket costs one wakeup per batch instead of one per datagram.
+const BATCH: usize = 32;
+/// Socket buffer size requested for listener and relay sockets. Linux caps it at
+/// `net.core.rmem_max` and `net.core.wmem_max`.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Asks for large socket buffers, so that bursts are queued rather than dropped.
+pub(crate) fn enlarge_buffers(socket: &UdpSocket) {
+    let socket = socket2::SockRef::from(socket);
+    if let Err(error) = socket
+        .set_recv_buffer_size(SOCKET_BUFFER)
+        .and_then(|()| socket.set_send_buffer_size(SOCKET_BUFFER))
+    {
+        debug!(%error, "failed to enlarge UDP socket buffers");
+    }
+}
+
+/// Receives one datagram, waiting only for the first of a batch.
+async fn recv_next(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    batched: &mut usize,
+) -> io::Result<(usize, SocketAddr)> {
+    if *batched < BATCH {
+        match socket.try_recv_from(buf) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            result => {
+                *batched += 1;
+                return result;
+            }
+        }
+    }
+    *batched = 0;
+    socket.recv_from(buf).await
+}
 
 /// Serves STUN and TURN on one UDP listener socket until shutdown.
 pub(crate) fn spawn_listener(shared: &Arc<Shared>, socket: Arc<UdpSocket>, local: SocketAddr) {
+    enlarge_buffers(&socket);
     shared.lock().register_udp_listener(socket.clone(), local);
     let shared = shared.clone();
     let tasks = shared.tasks.clone();
     tasks.spawn(async move {
         let mut buf = vec![0; MAX_DATAGRAM];
         let mut out = Vec::with_capacity(2048);
+        let mut batched = 0;
         loop {
             let received = tokio::select! {
-                received = socket.recv_from(&mut buf) => received,
+                received = recv_next(&socket, &mut buf, &mut batched) => received,
                 _ = shared.shutdown.cancelled() => return,
             };
             let (len, remote) = match received {
@@ -95,7 +133,9 @@ pub(crate) async fn send_to_peer(socket: &UdpSocket, payload: &[u8], peer: Socke
 pub(crate) fn bind_relay(addr: SocketAddr) -> io::Result<Arc<UdpSocket>> {
     let socket = std::net::UdpSocket::bind(addr)?;
     socket.set_nonblocking(true)?;
-    Ok(Arc::new(UdpSocket::from_std(socket)?))
+    let socket = UdpSocket::from_std(socket)?;
+    enlarge_buffers(&socket);
+    Ok(Arc::new(socket))
 }
 
 /// Relays datagrams that peers send to `socket` toward the client.
@@ -110,9 +150,10 @@ pub(crate) fn spawn_relay(
     tasks.spawn(async move {
         let mut buf = vec![0; MAX_DATAGRAM];
         let mut out = Vec::with_capacity(2048);
+        let mut batched = 0;
         loop {
             let received = tokio::select! {
-                received = socket.recv_from(&mut buf) => received,
+                received = recv_next(&socket, &mut buf, &mut batched) => received,
                 _ = shared.shutdown.cancelled() => return,
             };
             let Ok((len, peer)) = received else {
