@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-/// A user with a fixed password.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+/// A user with a fixed password. Its `Debug` output hides the password.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct StaticUser {
     /// User name.
@@ -16,7 +16,8 @@ pub struct StaticUser {
 }
 
 /// Settings of one relay node. Every field has a default, so an empty file is a valid config.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+/// Its `Debug` output hides passwords and secrets, so it can be logged.
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct TurnConfig {
     /// Realm of the long-term credential mechanism. Default `switchyard`.
@@ -78,6 +79,54 @@ pub struct TurnConfig {
     pub denied_peer_ranges: Vec<String>,
     /// Address of the standalone node's `/metrics` endpoint. Default none.
     pub metrics_listen: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for TurnConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnConfig")
+            .field("realm", &self.realm)
+            .field("listen_udp", &self.listen_udp)
+            .field("listen_tcp", &self.listen_tcp)
+            .field("listen_tls", &self.listen_tls)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("relay_ip", &self.relay_ip)
+            .field("relay_ipv6", &self.relay_ipv6)
+            .field("external_ip", &self.external_ip)
+            .field("min_port", &self.min_port)
+            .field("max_port", &self.max_port)
+            .field("auth", &self.auth)
+            .field(
+                "static_auth_secrets",
+                &format_args!("<{} hidden>", self.static_auth_secrets.len()),
+            )
+            .field("users", &self.users)
+            .field("credential_lifetime", &self.credential_lifetime)
+            .field(
+                "default_allocation_lifetime",
+                &self.default_allocation_lifetime,
+            )
+            .field("max_allocation_lifetime", &self.max_allocation_lifetime)
+            .field("permission_lifetime", &self.permission_lifetime)
+            .field("channel_lifetime", &self.channel_lifetime)
+            .field("user_quota", &self.user_quota)
+            .field("total_quota", &self.total_quota)
+            .field("max_bytes_per_second", &self.max_bytes_per_second)
+            .field("allowed_peer_ranges", &self.allowed_peer_ranges)
+            .field("allowed_peer_addresses", &self.allowed_peer_addresses)
+            .field("denied_peer_ranges", &self.denied_peer_ranges)
+            .field("metrics_listen", &self.metrics_listen)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for StaticUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticUser")
+            .field("name", &self.name)
+            .field("password", &"<hidden>")
+            .finish()
+    }
 }
 
 impl Default for TurnConfig {
@@ -174,6 +223,112 @@ impl TurnConfig {
         if !self.relay_ip.is_ipv4() || self.relay_ipv6.is_some_and(|ip| !ip.is_ipv6()) {
             return Err(ConfigError::RelayFamily);
         }
+        let ranges = self
+            .allowed_peer_ranges
+            .iter()
+            .chain(&self.denied_peer_ranges);
+        for range in ranges {
+            if range.parse::<crate::core::Cidr>().is_err() {
+                return Err(ConfigError::PeerRange {
+                    range: range.clone(),
+                });
+            }
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let config = TurnConfig {
+            static_auth_secrets: vec!["rotation-secret".to_owned()],
+            users: vec![StaticUser {
+                name: "ada".to_owned(),
+                password: "user-password".to_owned(),
+            }],
+            ..TurnConfig::default()
+        };
+        let output = format!("{config:?}");
+        assert!(!output.contains("rotation-secret"), "{output}");
+        assert!(!output.contains("user-password"), "{output}");
+        assert!(output.contains("ada"), "{output}");
+    }
+
+    #[test]
+    fn kebab_case_keys_parse() {
+        let config: TurnConfig = toml::from_str(
+            r#"
+            allowed-peer-addresses = ["10.0.0.5:40000"]
+            allowed-peer-ranges = ["127.0.0.0/8"]
+            max-bytes-per-second = 1000
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.allowed_peer_addresses,
+            vec!["10.0.0.5:40000".parse().unwrap()]
+        );
+        assert!(toml::from_str::<TurnConfig>("allowed-peer-address = []").is_err());
+    }
+
+    #[test]
+    fn validation_rejects_inconsistent_settings() {
+        let valid = TurnConfig {
+            auth: false,
+            ..TurnConfig::default()
+        };
+        assert_eq!(valid.validate(), Ok(()));
+        let cases = [
+            (
+                TurnConfig {
+                    min_port: 2000,
+                    max_port: 1000,
+                    ..valid.clone()
+                },
+                "port range",
+            ),
+            (
+                TurnConfig {
+                    auth: true,
+                    ..valid.clone()
+                },
+                "no credentials",
+            ),
+            (
+                TurnConfig {
+                    listen_tls: vec!["127.0.0.1:5349".parse().unwrap()],
+                    ..valid.clone()
+                },
+                "TLS files",
+            ),
+            (
+                TurnConfig {
+                    permission_lifetime: 0,
+                    ..valid.clone()
+                },
+                "lifetimes",
+            ),
+            (
+                TurnConfig {
+                    relay_ip: "::1".parse().unwrap(),
+                    ..valid.clone()
+                },
+                "relay family",
+            ),
+            (
+                TurnConfig {
+                    denied_peer_ranges: vec!["10.0.0.0".to_owned()],
+                    ..valid.clone()
+                },
+                "peer range",
+            ),
+        ];
+        for (config, case) in cases {
+            assert!(config.validate().is_err(), "{case}");
+        }
     }
 }
