@@ -56,7 +56,7 @@ pub struct TurnConfig {
     pub credential_lifetime: u64,
     /// Allocation lifetime when the client asks for none, in seconds. Default 600.
     pub default_allocation_lifetime: u32,
-    /// Longest allocation lifetime granted, in seconds. Default 3600.
+    /// Maximum allocation lifetime granted, in seconds. Default 3600.
     pub max_allocation_lifetime: u32,
     /// Permission lifetime, in seconds. Default 300.
     pub permission_lifetime: u32,
@@ -64,7 +64,7 @@ pub struct TurnConfig {
     pub channel_lifetime: u32,
     /// Allocations one user may hold at once; 0 means no limit. Default 10.
     pub user_quota: u32,
-    /// Allocations the node holds at once; 0 means no limit. Default 10000.
+    /// Maximum allocations on the node at once; 0 means no limit. Default 10000.
     pub total_quota: u32,
     /// Relayed bytes per second allowed per allocation, each direction; 0 means no limit.
     /// Default 0.

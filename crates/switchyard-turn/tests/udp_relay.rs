@@ -86,7 +86,7 @@ async fn bandwidth_cap_drops_excess() {
     {
         received += 1;
     }
-    // A full bucket holds 1000 bytes: two payloads, plus whatever refilled while sending.
+    // A full bucket contains 1000 bytes: two payloads, plus whatever refilled while sending.
     assert!(
         (2..10).contains(&received),
         "{received} of 10 datagrams passed the cap"

@@ -121,8 +121,8 @@ impl Allocation {
         self.channel_peer(number, now).map(|_| number)
     }
 
-    /// Whether `number` may be bound to `peer`: neither may be tied to something else, counting
-    /// expired bindings during their quarantine (https://www.rfc-editor.org/rfc/rfc8656#section-11.2).
+    /// Checks whether `number` may be bound to `peer`: neither may be tied to something else,
+    /// counting expired bindings during their quarantine (https://www.rfc-editor.org/rfc/rfc8656#section-11.2).
     pub fn can_bind(&self, number: u16, peer: SocketAddr) -> bool {
         let number_free = self
             .channels

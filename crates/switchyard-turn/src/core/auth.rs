@@ -2,7 +2,7 @@
 //! USERHASH and the MESSAGE-INTEGRITY checks, for static users and time-limited credentials.
 //!
 //! NOTE: user names, realms and passwords are used as UTF-8 bytes without the OpaqueString
-//! preparation (RFC 8265) that RFC 8489 asks for, which matters only for non-ASCII values.
+//! preparation (RFC 8265) that RFC 8489 requires, which matters only for non-ASCII values.
 
 use std::collections::HashMap;
 use std::fmt;

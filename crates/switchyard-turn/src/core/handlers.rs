@@ -496,6 +496,7 @@ impl Core {
             debug!(client = %request.from.remote, channel = number, "rejected ChannelBind with an invalid channel number");
             return reply_error(out, request, 400);
         }
+
         let is_tcp = self
             .allocations
             .get(&relay)
@@ -510,6 +511,7 @@ impl Core {
         if !self.has_room_for_permissions(relay, &[peer]) {
             return reply_error(out, request, 508);
         }
+
         let Some(allocation) = self.allocations.get_mut(&relay) else {
             return reply_error(out, request, 437);
         };
@@ -541,6 +543,7 @@ impl Core {
         let Some(relay) = self.active_allocation(now, request) else {
             return ClientOutput::None;
         };
+
         let (Some(peer), Some(data)) = (message.get(ATTR_XOR_PEER_ADDRESS), message.get(ATTR_DATA))
         else {
             debug!(client = %request.from.remote, "dropped Send indication without XOR-PEER-ADDRESS or DATA");
@@ -561,6 +564,7 @@ impl Core {
         {
             return ClientOutput::None;
         }
+
         let len = data.value.len();
         if !super::take_budget(&mut allocation.to_peer_budget, len, now.instant) {
             return ClientOutput::None;

@@ -86,7 +86,7 @@ pub struct Now {
     pub unix_secs: u64,
 }
 
-/// What to do after [`Core::handle_client`].
+/// Action for the driver after [`Core::handle_client`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientOutput {
     /// Nothing to send.
@@ -179,7 +179,7 @@ pub struct CoreConfig {
     pub ports: (u16, u16),
     /// Lifetime of an allocation when the client asks for none or less.
     pub default_lifetime: Duration,
-    /// Longest allocation lifetime.
+    /// Maximum allocation lifetime.
     pub max_lifetime: Duration,
     /// Permission lifetime.
     pub permission_lifetime: Duration,
@@ -262,7 +262,7 @@ impl CoreConfig {
 
 /// Interval of the sweep that expires allocations, permissions, channels and reservations.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-/// Relay ports a core tries to bind for one Allocate before answering 508.
+/// Relay ports a core tries to bind for one Allocate before it sends 508.
 const MAX_BIND_ATTEMPTS: u32 = 8;
 /// Permissions one allocation may hold. Each costs memory, and a client could otherwise add
 /// them without end; CreatePermission beyond it gets 508.
@@ -301,7 +301,7 @@ pub struct Core {
 }
 
 impl Core {
-    /// A core with no allocations.
+    /// Creates a core with no allocations.
     pub fn new(config: CoreConfig, counters: Arc<TurnCounters>, now: Instant) -> Self {
         let auth = Authenticator::new(
             config.realm.clone(),
@@ -392,7 +392,7 @@ impl Core {
     }
 
     /// Handles a datagram that relay socket `relay` received from `from`. Returns true when
-    /// `out` (cleared first) holds a ChannelData message or Data indication for the
+    /// `out` (cleared first) contains a ChannelData message or Data indication for the
     /// allocation's client.
     pub fn handle_peer(
         &mut self,
@@ -426,8 +426,8 @@ impl Core {
         true
     }
 
-    /// Reports the result of [`Command::BindRelay`]. On failure the core tries another port
-    /// or answers the Allocate with 508.
+    /// Reports the result of [`Command::BindRelay`]. On failure the core tries another port,
+    /// or rejects the Allocate with 508 after the last attempt.
     pub fn handle_relay_bound(
         &mut self,
         now: Now,
@@ -598,9 +598,9 @@ impl Core {
             IpAddr::V4(_) => &mut self.ports_v4,
             IpAddr::V6(_) => &mut self.ports_v6,
         };
-        // The failed port stays marked as used, so that the next attempt picks another; it
-        // returns to the pool when the allocation is deleted below or when a later attempt
-        // succeeds and the allocation ends.
+        // The failed port stays marked as used until another port is taken, so that the
+        // next attempt picks a different one. After the last attempt the allocation is deleted
+        // and its port released.
         let next = if pending.attempts < MAX_BIND_ATTEMPTS && !pending.reserved_port {
             pool.acquire(false, false)
         } else {

@@ -1,4 +1,4 @@
-//! Which peer addresses a client may reach through a relay.
+//! Peer address policy: the peers a client may reach through a relay.
 //!
 //! RFC 8656 section 21.3 leaves the policy to the operator
 //! (https://www.rfc-editor.org/rfc/rfc8656#section-21.3). Without one, a relay on a private
@@ -127,11 +127,13 @@ impl PeerPolicy {
         }
     }
 
-    /// Decides whether a relay may exchange data with `peer`. In order: an address in
-    /// `allowed-peer-addresses` or in an `allowed-peer-ranges` range is allowed, as in
-    /// coturn, where `allowed-peer-ip` overrides every denial; the server's own listening
-    /// and relayed addresses are denied; `denied-peer-ranges` and the default ranges deny;
-    /// everything else is allowed.
+    /// Decides whether a relay may exchange data with `peer`, checking in this order:
+    ///
+    /// 1. An address in `allowed-peer-addresses` or in an `allowed-peer-ranges` range is
+    ///    allowed. As with coturn's `allowed-peer-ip`, this overrides every denial below.
+    /// 2. The server's own listening and relayed addresses are denied.
+    /// 3. Addresses in `denied-peer-ranges` and the default ranges are denied.
+    /// 4. Everything else is allowed.
     pub fn allows(&self, peer: SocketAddr) -> bool {
         let peer = unmap_addr(peer);
         let ip = peer.ip();

@@ -11,7 +11,7 @@ pub struct PortPool {
 }
 
 impl PortPool {
-    /// A pool of `min..=max`, all free.
+    /// Creates a pool of `min..=max`, all free.
     pub fn new(min: u16, max: u16) -> Self {
         PortPool {
             min,

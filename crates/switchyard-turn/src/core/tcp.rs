@@ -129,6 +129,7 @@ pub(super) fn connect(
         return reply_error(out, request, 400);
     }
     let relay_addr = allocation.relay_addr;
+
     let message = &request.message;
     let Some(Ok(peer)) = message
         .get(ATTR_XOR_PEER_ADDRESS)
@@ -143,6 +144,7 @@ pub(super) fn connect(
     if core.tcp.has_peer(relay, peer) {
         return reply_error(out, request, 446);
     }
+
     let pending = PendingConnect {
         client: request.from,
         transaction_id: message.transaction_id(),

@@ -1423,7 +1423,7 @@ fn every_denied_peer_form_is_rejected() {
 }
 
 #[test]
-fn every_denied_ipv6_peer_form_is_rejected_on_ipv6_relay() {
+fn denied_ipv6_peers_on_ipv6_relay() {
     let mut config = test_config();
     config.relay_ipv6 = Some("2001:db8::10".parse().unwrap());
     let mut h = Harness::with_config(config);

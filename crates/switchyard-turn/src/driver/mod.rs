@@ -47,7 +47,7 @@ struct Relay {
     task: JoinHandle<()>,
 }
 
-/// Where messages for one client go.
+/// Destination of messages for one client.
 #[derive(Clone)]
 pub(crate) enum ClientSink {
     Udp {
@@ -224,7 +224,7 @@ impl State {
     }
 }
 
-/// The current monotonic and wall-clock time.
+/// Reads the current monotonic and wall-clock time.
 pub(crate) fn now() -> Now {
     let unix_secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -13,7 +13,7 @@ use tracing::debug;
 use super::Shared;
 use crate::core::{ConnectionId, RelayId};
 
-/// Time the relay waits for a peer to accept a connection before answering 447
+/// Time the relay waits for a peer to accept a connection before it sends 447
 /// (https://www.rfc-editor.org/rfc/rfc6062#section-5.2).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -53,7 +53,7 @@ impl StreamFramer {
         self.end = (self.end + n).min(self.buf.len());
     }
 
-    /// The next complete message with its padding, or `None` until more bytes arrive.
+    /// Returns the next complete message with its padding, or `None` until more bytes arrive.
     pub fn next_frame(&mut self) -> Result<Option<&[u8]>, FrameError> {
         let available = &self.buf[self.start..self.end];
         if available.len() < 4 {

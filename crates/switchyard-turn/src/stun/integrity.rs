@@ -8,7 +8,7 @@ use super::{
     ATTR_MESSAGE_INTEGRITY_SHA256, HEADER_LEN,
 };
 
-/// Which integrity attribute a message carries.
+/// Integrity attribute of a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Integrity {
     /// MESSAGE-INTEGRITY, HMAC-SHA1 with a 20-byte tag

@@ -32,7 +32,8 @@ pub const REALM: &str = "switchyard.test";
 /// hanging it.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A config with one static user, listeners on loopback port 0 and loopback peers allowed.
+/// Returns a config with one static user, listeners on loopback port 0 and loopback peers
+/// allowed.
 pub fn loopback_config() -> TurnConfig {
     TurnConfig {
         realm: REALM.to_owned(),
@@ -526,7 +527,7 @@ pub fn hex_fixture(text: &str) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// A UDP peer on loopback.
+/// Binds a UDP peer on loopback.
 pub async fn udp_peer() -> UdpSocket {
     UdpSocket::bind("127.0.0.1:0").await.unwrap()
 }
