@@ -163,3 +163,40 @@ async fn refresh_with_expired_credentials_is_rejected() {
     assert_eq!(client.refresh(600).await, Err(401));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_with_a_client_that_stopped_reading() {
+    let server = start(loopback_config()).await;
+    let peer = udp_peer().await;
+    let mut client = TestClient::tcp(server.tcp_addrs()[0]).await;
+    let relayed = client.allocate().await.unwrap();
+    client
+        .channel_bind(0x4000, peer.local_addr().unwrap())
+        .await
+        .unwrap();
+
+    // The client never reads, so its socket buffers and the server's queue fill up.
+    let datagram = vec![7; 60_000];
+    for round in 0..2000 {
+        peer.send_to(&datagram, relayed).await.unwrap();
+        if round % 20 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let relayed_bytes = |server: &switchyard_turn::TurnServer| {
+        server.counters().snapshot().relayed_to_client.tcp.bytes
+    };
+    let mut previous = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let current = relayed_bytes(&server);
+        if current == previous && current > 0 {
+            break;
+        }
+        previous = current;
+    }
+    tokio::time::timeout(TIMEOUT, server.shutdown())
+        .await
+        .expect("shutdown does not wait for a stalled client");
+    drop(client);
+}

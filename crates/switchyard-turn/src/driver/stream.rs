@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace};
 
 use super::{now, udp::send_to_peer, Shared};
@@ -165,7 +166,7 @@ where
     let (mut reader, writer) = tokio::io::split(stream);
     let sink = Arc::new(StreamSink::default());
     shared.lock().register_stream(client, sink.clone());
-    let writer_task = tokio::spawn(write_queued(writer, sink.clone()));
+    let writer_task = tokio::spawn(write_queued(writer, sink.clone(), shared.shutdown.clone()));
 
     let bound = read_frames(&shared, &mut reader, &sink, client).await;
 
@@ -248,15 +249,27 @@ async fn read_frames<R: AsyncRead + Unpin>(
     }
 }
 
-async fn write_queued<W: AsyncWrite + Unpin>(mut writer: W, sink: Arc<StreamSink>) -> W {
+/// Writes queued messages until the sink is closed and drained, or until shutdown, so that a
+/// client that stops reading cannot hold up shutdown.
+async fn write_queued<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    sink: Arc<StreamSink>,
+    shutdown: CancellationToken,
+) -> W {
     let mut batch = Vec::with_capacity(4096);
-    while sink.next_batch(&mut batch).await {
-        if let Err(error) = writer.write_all(&batch).await {
-            trace!(%error, "connection write failed");
-            break;
+    let write_all = async {
+        while sink.next_batch(&mut batch).await {
+            if let Err(error) = writer.write_all(&batch).await {
+                trace!(%error, "connection write failed");
+                break;
+            }
         }
+        let _ = writer.flush().await;
+    };
+    tokio::select! {
+        () = write_all => {}
+        () = shutdown.cancelled() => {}
     }
-    let _ = writer.flush().await;
     writer
 }
 
