@@ -554,6 +554,11 @@ impl Core {
         self.commands.pop_front()
     }
 
+    /// True when `client` has an allocation, bound or still binding.
+    pub fn has_allocation(&self, client: &ClientAddr) -> bool {
+        self.by_client.contains_key(client)
+    }
+
     /// Number of allocations, bound or still binding.
     pub fn allocation_count(&self) -> usize {
         self.allocations.len()

@@ -21,6 +21,9 @@ use crate::stun::StreamFramer;
 const MAX_QUEUED: usize = 1 << 20;
 /// Time a client has to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection without an allocation that sends nothing for this long is closed. Connections
+/// with an allocation stay open, because the allocation's own lifetime bounds them.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Outgoing bytes of one stream connection. Any task may push whole messages; the
 /// connection's writer task sends them in order.
@@ -203,6 +206,13 @@ async fn read_frames<R: AsyncRead + Unpin>(
     loop {
         let read = tokio::select! {
             read = reader.read(framer.spare()) => read,
+            () = tokio::time::sleep(IDLE_TIMEOUT) => {
+                if shared.lock().core.has_allocation(&client) {
+                    continue;
+                }
+                debug!(client = %client.remote, "closing idle connection without an allocation");
+                return None;
+            }
             _ = shared.shutdown.cancelled() => return None,
         };
         match read {
