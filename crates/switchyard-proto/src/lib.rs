@@ -15,8 +15,12 @@ use serde::{Deserialize, Serialize};
 mod error;
 pub use error::{CloseCode, ErrorCode};
 
+#[cfg(feature = "schema")]
+pub mod schema;
+
 /// Peer connection that an SDP or a candidate belongs to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Target {
     /// Connection carrying the participant's media to the server; the client offers.
@@ -30,6 +34,7 @@ pub enum Target {
 ///
 /// An empty `candidate` string means end-of-candidates for that connection.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Candidate {
     /// Candidate attribute as RFC 8839 section 5.1 defines it, without the `a=` prefix.
@@ -58,6 +63,7 @@ impl Candidate {
 
 /// Member of a room as other participants see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ParticipantInfo {
     /// Server-assigned id, unique for one join. Also the media stream id of the participant's
@@ -73,6 +79,7 @@ pub struct ParticipantInfo {
 
 /// STUN or TURN server for the browser's `RTCConfiguration.iceServers`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct IceServer {
     /// `stun:`, `turn:` or `turns:` URLs.
@@ -87,6 +94,7 @@ pub struct IceServer {
 
 /// Media kind of a track.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TrackKind {
     /// Audio track.
@@ -97,6 +105,7 @@ pub enum TrackKind {
 
 /// What a `set_metadata` request changes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MetadataScope {
     /// A participant's metadata: the sender's own, or another's with the room admin grant.
@@ -108,6 +117,7 @@ pub enum MetadataScope {
 
 /// Message from a client to the server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(
     tag = "type",
     rename_all = "snake_case",
@@ -184,6 +194,7 @@ pub enum ClientMessage {
 
 /// A client message as sent on the wire: the message and, for requests, the request id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ClientFrame {
     /// Request id chosen by the client, echoed in the response's `requestId`. A retried
     /// request with the same id is executed at most once.
@@ -206,6 +217,7 @@ impl ClientFrame {
 
 /// Message from the server to a client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(
     tag = "type",
     rename_all = "snake_case",
@@ -319,6 +331,7 @@ pub enum ServerMessage {
 
 /// A server message as sent on the wire, with its delivery fields.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ServerFrame {
     /// Sequence number within the session, starting at 1 with `joined`. Absent on messages
     /// sent before `joined` and on `resumed`.
