@@ -1,5 +1,5 @@
 //! One allocation: its relayed address, lifetime, permissions and channel bindings
-//! (https://www.rfc-editor.org/rfc/rfc8656#section-2.2).
+//! (<https://www.rfc-editor.org/rfc/rfc8656#section-2.2>).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -13,7 +13,7 @@ use crate::stun::Integrity;
 
 /// A channel number stays tied to its peer for this long after the binding expires, so that
 /// late ChannelData cannot reach another peer
-/// (https://www.rfc-editor.org/rfc/rfc8656#section-12).
+/// (<https://www.rfc-editor.org/rfc/rfc8656#section-12>).
 pub const CHANNEL_QUARANTINE: Duration = Duration::from_secs(300);
 
 /// Transport between the relay and peers.
@@ -122,7 +122,7 @@ impl Allocation {
     }
 
     /// Checks whether `number` may be bound to `peer`: neither may be tied to something else,
-    /// counting expired bindings during their quarantine (https://www.rfc-editor.org/rfc/rfc8656#section-11.2).
+    /// counting expired bindings during their quarantine (<https://www.rfc-editor.org/rfc/rfc8656#section-11.2>).
     pub fn can_bind(&self, number: u16, peer: SocketAddr) -> bool {
         let number_free = self
             .channels

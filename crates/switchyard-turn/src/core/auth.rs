@@ -20,7 +20,7 @@ use crate::stun::{
 };
 
 /// Nonce prefix that announces STUN security features
-/// (https://www.rfc-editor.org/rfc/rfc8489#section-9.2).
+/// (<https://www.rfc-editor.org/rfc/rfc8489#section-9.2>).
 const NONCE_COOKIE: &str = "obMatJos2";
 /// Base64 of the 24 feature bits with bit 0 (password algorithms) and bit 1 (username
 /// anonymity) set; bit 0 is the most significant.
@@ -29,11 +29,11 @@ const SECURITY_FEATURES: &str = "wAAA";
 const NONCE_MAC_LEN: usize = 12;
 
 /// PASSWORD-ALGORITHMS value this server sends: SHA-256 first, then MD5, each without
-/// parameters (https://www.rfc-editor.org/rfc/rfc8489#section-14.11).
+/// parameters (<https://www.rfc-editor.org/rfc/rfc8489#section-14.11>).
 pub const PASSWORD_ALGORITHMS: [u8; 8] = [0, 2, 0, 0, 0, 1, 0, 0];
 
 /// Algorithm that derives the long-term key from the password
-/// (https://www.rfc-editor.org/rfc/rfc8489#section-18.5).
+/// (<https://www.rfc-editor.org/rfc/rfc8489#section-18.5>).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PasswordAlgorithm {
     /// MD5, 16-byte key.
@@ -56,7 +56,7 @@ impl fmt::Debug for LongTermKey {
 }
 
 impl LongTermKey {
-    /// Derives the key of `username` in `realm` (https://www.rfc-editor.org/rfc/rfc8489#section-9.2.2).
+    /// Derives the key of `username` in `realm` (<https://www.rfc-editor.org/rfc/rfc8489#section-9.2.2>).
     pub fn derive(
         algorithm: PasswordAlgorithm,
         username: &str,
@@ -93,7 +93,7 @@ impl LongTermKey {
 }
 
 /// USERHASH of `username` in `realm`: SHA-256 of `username:realm`
-/// (https://www.rfc-editor.org/rfc/rfc8489#section-14.4).
+/// (<https://www.rfc-editor.org/rfc/rfc8489#section-14.4>).
 pub fn userhash(username: &str, realm: &str) -> [u8; 32] {
     let mut context = digest::Context::new(&digest::SHA256);
     context.update(username.as_bytes());
@@ -245,7 +245,7 @@ impl Authenticator {
         mac == expected && issued_unix <= now_unix.saturating_add(60) && fresh
     }
 
-    /// Authenticates a request (https://www.rfc-editor.org/rfc/rfc8489#section-9.2.4), checking
+    /// Authenticates a request (<https://www.rfc-editor.org/rfc/rfc8489#section-9.2.4>), checking
     /// in the order the RFC gives.
     pub fn authenticate(
         &self,

@@ -13,7 +13,7 @@ use super::{ClientAddr, ClientOutput, Core, Now, Reservation, RESERVATION_LIFETI
 use crate::stun::*;
 
 /// Comprehension-required attributes (types below 0x8000) this server understands
-/// (https://www.rfc-editor.org/rfc/rfc8489#section-14). DONT-FRAGMENT is handled apart because
+/// (<https://www.rfc-editor.org/rfc/rfc8489#section-14>). DONT-FRAGMENT is handled apart because
 /// RFC 8656 section 7.2 treats it as unknown in Allocate requests of a server that cannot set
 /// the DF bit.
 const KNOWN_ATTRIBUTES: [AttrType; 20] = [
@@ -182,8 +182,8 @@ impl Core {
         ClientOutput::Reply
     }
 
-    /// Allocate (https://www.rfc-editor.org/rfc/rfc8656#section-7.2), in the order of checks
-    /// the RFC gives, plus TCP relays (https://www.rfc-editor.org/rfc/rfc6062#section-5.1).
+    /// Allocate (<https://www.rfc-editor.org/rfc/rfc8656#section-7.2>), in the order of checks
+    /// the RFC gives, plus TCP relays (<https://www.rfc-editor.org/rfc/rfc6062#section-5.1>).
     fn allocate(&mut self, now: Now, request: &Request<'_>, out: &mut Vec<u8>) -> ClientOutput {
         let message = &request.message;
         if let Some(relay) = self.by_client.get(&request.from).copied() {
@@ -377,7 +377,7 @@ impl Core {
     }
 
     /// Lifetime of a new allocation: the requested one capped at the maximum, and at least the
-    /// default (https://www.rfc-editor.org/rfc/rfc8656#section-7.2).
+    /// default (<https://www.rfc-editor.org/rfc/rfc8656#section-7.2>).
     fn allocation_lifetime(&self, message: &MessageView<'_>) -> Duration {
         let requested = requested_lifetime(message).unwrap_or(self.config.default_lifetime);
         requested
@@ -385,7 +385,7 @@ impl Core {
             .max(self.config.default_lifetime)
     }
 
-    /// Refresh (https://www.rfc-editor.org/rfc/rfc8656#section-7.5).
+    /// Refresh (<https://www.rfc-editor.org/rfc/rfc8656#section-7.5>).
     fn refresh(&mut self, now: Now, request: &Request<'_>, out: &mut Vec<u8>) -> ClientOutput {
         let Some(relay) = self.active_allocation(now, request) else {
             return reply_error(out, request, 437);
@@ -423,7 +423,7 @@ impl Core {
         ClientOutput::Reply
     }
 
-    /// CreatePermission (https://www.rfc-editor.org/rfc/rfc8656#section-9.2). Either every peer
+    /// CreatePermission (<https://www.rfc-editor.org/rfc/rfc8656#section-9.2>). Either every peer
     /// address gets a permission or none does.
     fn create_permission(
         &mut self,
@@ -473,7 +473,7 @@ impl Core {
         ClientOutput::Reply
     }
 
-    /// ChannelBind (https://www.rfc-editor.org/rfc/rfc8656#section-11.2).
+    /// ChannelBind (<https://www.rfc-editor.org/rfc/rfc8656#section-11.2>).
     fn channel_bind(&mut self, now: Now, request: &Request<'_>, out: &mut Vec<u8>) -> ClientOutput {
         let Some(relay) = self.active_allocation(now, request) else {
             return reply_error(out, request, 437);
@@ -530,7 +530,7 @@ impl Core {
         ClientOutput::Reply
     }
 
-    /// Send indication (https://www.rfc-editor.org/rfc/rfc8656#section-10.2). Indications get
+    /// Send indication (<https://www.rfc-editor.org/rfc/rfc8656#section-10.2>). Indications get
     /// no response, so every failure is a silent drop.
     fn handle_indication(&mut self, now: Now, request: &Request<'_>) -> ClientOutput {
         let message = &request.message;
@@ -609,7 +609,7 @@ impl Core {
     }
 
     /// 441 when a request for an existing allocation uses another user
-    /// (https://www.rfc-editor.org/rfc/rfc8656#section-5).
+    /// (<https://www.rfc-editor.org/rfc/rfc8656#section-5>).
     pub(super) fn check_same_user(
         &self,
         relay: super::RelayId,

@@ -270,7 +270,7 @@ const MAX_PERMISSIONS: usize = 1024;
 /// Source addresses the 401 rate limiter tracks.
 const MAX_LIMITED_SOURCES: usize = 65_536;
 /// How long a port reserved with EVEN-PORT and the R bit stays reserved
-/// (https://www.rfc-editor.org/rfc/rfc8656#section-7.2).
+/// (<https://www.rfc-editor.org/rfc/rfc8656#section-7.2>).
 const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
 
 /// A port kept for a later Allocate with RESERVATION-TOKEN.
@@ -493,7 +493,7 @@ impl Core {
     }
 
     /// Reports that a client's TCP or TLS connection closed. Its allocation goes away with it
-    /// (https://www.rfc-editor.org/rfc/rfc8656#section-3.1).
+    /// (<https://www.rfc-editor.org/rfc/rfc8656#section-3.1>).
     pub fn handle_client_closed(&mut self, client: ClientAddr) {
         if let Some(relay) = self.by_client.get(&client).copied() {
             self.delete_allocation(relay);

@@ -1,7 +1,7 @@
 //! Peer address policy: the peers a client may reach through a relay.
 //!
 //! RFC 8656 section 21.3 leaves the policy to the operator
-//! (https://www.rfc-editor.org/rfc/rfc8656#section-21.3). Without one, a relay on a private
+//! (<https://www.rfc-editor.org/rfc/rfc8656#section-21.3>). Without one, a relay on a private
 //! network lets anyone on the internet reach the loopback interface, cloud metadata services
 //! and internal hosts, so the defaults deny every non-public range.
 

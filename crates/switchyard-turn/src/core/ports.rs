@@ -1,5 +1,5 @@
 //! Relay port numbers: which are free, and the ports reserved by EVEN-PORT with the R bit
-//! (https://www.rfc-editor.org/rfc/rfc8656#section-14.6).
+//! (<https://www.rfc-editor.org/rfc/rfc8656#section-14.6>).
 
 /// Free and used ports of one relay address, as a bit set over the configured range.
 #[derive(Debug)]

@@ -18,7 +18,7 @@ use crate::stun::{
 };
 
 /// Time a client has to bind a peer connection with ConnectionBind
-/// (https://www.rfc-editor.org/rfc/rfc6062#section-5.2).
+/// (<https://www.rfc-editor.org/rfc/rfc6062#section-5.2>).
 pub const BIND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Peer connections of every TCP allocation.
@@ -109,7 +109,7 @@ impl TcpConnections {
     }
 }
 
-/// Connect (https://www.rfc-editor.org/rfc/rfc6062#section-5.2).
+/// Connect (<https://www.rfc-editor.org/rfc/rfc6062#section-5.2>).
 pub(super) fn connect(
     core: &mut Core,
     now: Now,
@@ -211,7 +211,7 @@ pub(super) fn peer_connected(
 }
 
 /// Inbound connection to a relayed address
-/// (https://www.rfc-editor.org/rfc/rfc6062#section-5.3): accepted only from a peer with a
+/// (<https://www.rfc-editor.org/rfc/rfc6062#section-5.3>): accepted only from a peer with a
 /// permission, then announced to the client with a ConnectionAttempt indication.
 pub(super) fn accept_peer(
     core: &mut Core,
@@ -250,7 +250,7 @@ pub(super) fn accept_peer(
     Some(connection)
 }
 
-/// ConnectionBind (https://www.rfc-editor.org/rfc/rfc6062#section-5.4).
+/// ConnectionBind (<https://www.rfc-editor.org/rfc/rfc6062#section-5.4>).
 pub(super) fn connection_bind(
     core: &mut Core,
     _now: Now,

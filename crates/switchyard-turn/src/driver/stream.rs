@@ -284,7 +284,7 @@ async fn write_queued<W: AsyncWrite + Unpin>(
 }
 
 /// Copies bytes both ways between a client data connection and a peer connection until
-/// either side closes (https://www.rfc-editor.org/rfc/rfc6062#section-5.5).
+/// either side closes (<https://www.rfc-editor.org/rfc/rfc6062#section-5.5>).
 async fn relay_bytes<S>(
     shared: &Arc<Shared>,
     client: S,

@@ -14,7 +14,7 @@ use super::Shared;
 use crate::core::{ConnectionId, RelayId};
 
 /// Time the relay waits for a peer to accept a connection before it sends 447
-/// (https://www.rfc-editor.org/rfc/rfc6062#section-5.2).
+/// (<https://www.rfc-editor.org/rfc/rfc6062#section-5.2>).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn socket_for(addr: SocketAddr) -> io::Result<TcpSocket> {

@@ -16,7 +16,7 @@ pub enum AttrError {
 }
 
 /// Decodes an XOR-MAPPED-ADDRESS style value (XOR-PEER-ADDRESS, XOR-RELAYED-ADDRESS), as
-/// https://www.rfc-editor.org/rfc/rfc8489#section-14.2 defines it.
+/// <https://www.rfc-editor.org/rfc/rfc8489#section-14.2> defines it.
 pub fn decode_xor_address(
     value: &[u8],
     transaction_id: &[u8; 12],

@@ -1,4 +1,4 @@
-//! ChannelData messages (https://www.rfc-editor.org/rfc/rfc8656#section-12.4).
+//! ChannelData messages (<https://www.rfc-editor.org/rfc/rfc8656#section-12.4>).
 
 /// Length of the ChannelData header: channel number and length, two bytes each.
 pub const CHANNEL_DATA_HEADER_LEN: usize = 4;
@@ -29,7 +29,7 @@ impl<'a> ChannelData<'a> {
 
     /// Appends a ChannelData message for `payload` to `buf`. With `pad`, zero bytes follow up to
     /// a multiple of four, as TCP and TLS need
-    /// (https://www.rfc-editor.org/rfc/rfc8656#section-12.5).
+    /// (<https://www.rfc-editor.org/rfc/rfc8656#section-12.5>).
     pub fn write(buf: &mut Vec<u8>, number: u16, payload: &[u8], pad: bool) {
         let len = u16::try_from(payload.len()).unwrap_or(u16::MAX);
         buf.extend_from_slice(&number.to_be_bytes());
@@ -45,7 +45,7 @@ impl<'a> ChannelData<'a> {
 /// Channel numbers a client may bind: 0x4000 through 0x7FFF, the range of RFC 5766.
 ///
 /// NOTE: RFC 8656 section 12 narrows the range to 0x4000 through 0x4FFF
-/// (https://www.rfc-editor.org/rfc/rfc8656#section-12), but coturn's clients (turnutils_uclient
+/// (<https://www.rfc-editor.org/rfc/rfc8656#section-12>), but coturn's clients (turnutils_uclient
 /// 4.6) pick numbers up to 0x7FFF, so the server keeps accepting the old range.
 pub fn is_channel_number(number: u16) -> bool {
     (0x4000..=0x7fff).contains(&number)

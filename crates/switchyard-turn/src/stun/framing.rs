@@ -1,5 +1,5 @@
 //! Splitting a TCP or TLS byte stream into STUN and ChannelData messages
-//! (https://www.rfc-editor.org/rfc/rfc8656#section-12.5).
+//! (<https://www.rfc-editor.org/rfc/rfc8656#section-12.5>).
 
 use super::{channel_data_frame_len, padded, HEADER_LEN};
 

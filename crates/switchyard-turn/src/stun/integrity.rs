@@ -12,10 +12,10 @@ use super::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Integrity {
     /// MESSAGE-INTEGRITY, HMAC-SHA1 with a 20-byte tag
-    /// (https://www.rfc-editor.org/rfc/rfc8489#section-14.5).
+    /// (<https://www.rfc-editor.org/rfc/rfc8489#section-14.5>).
     Sha1,
     /// MESSAGE-INTEGRITY-SHA256, HMAC-SHA256 with a 32-byte tag
-    /// (https://www.rfc-editor.org/rfc/rfc8489#section-14.6).
+    /// (<https://www.rfc-editor.org/rfc/rfc8489#section-14.6>).
     Sha256,
 }
 

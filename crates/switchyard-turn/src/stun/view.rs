@@ -67,7 +67,7 @@ impl fmt::Debug for MessageView<'_> {
 
 impl<'a> MessageView<'a> {
     /// Parses `bytes`, which must hold exactly one message
-    /// (https://www.rfc-editor.org/rfc/rfc8489#section-5).
+    /// (<https://www.rfc-editor.org/rfc/rfc8489#section-5>).
     pub fn parse(bytes: &'a [u8]) -> Result<Self, ParseError> {
         if bytes.len() < HEADER_LEN {
             return Err(ParseError::TooShort);
@@ -116,7 +116,7 @@ impl<'a> MessageView<'a> {
     }
 
     /// The first attribute of type `typ`. Later duplicates are ignored, as RFC 8489 section 14
-    /// allows (https://www.rfc-editor.org/rfc/rfc8489#section-14).
+    /// allows (<https://www.rfc-editor.org/rfc/rfc8489#section-14>).
     pub fn get(&self, typ: AttrType) -> Option<Attribute<'a>> {
         self.attributes().find(|attribute| attribute.typ == typ)
     }

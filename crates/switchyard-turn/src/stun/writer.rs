@@ -58,7 +58,7 @@ impl<'b> MessageWriter<'b> {
         self.attr(typ, &value.to_be_bytes());
     }
 
-    /// Appends an XOR-encoded address (https://www.rfc-editor.org/rfc/rfc8489#section-14.2).
+    /// Appends an XOR-encoded address (<https://www.rfc-editor.org/rfc/rfc8489#section-14.2>).
     pub fn xor_address(&mut self, typ: AttrType, addr: SocketAddr) {
         let cookie = MAGIC_COOKIE.to_be_bytes();
         let port = (addr.port() ^ (MAGIC_COOKIE >> 16) as u16).to_be_bytes();
@@ -82,7 +82,7 @@ impl<'b> MessageWriter<'b> {
     }
 
     /// Appends ERROR-CODE with the standard reason phrase of `code`
-    /// (https://www.rfc-editor.org/rfc/rfc8489#section-14.8).
+    /// (<https://www.rfc-editor.org/rfc/rfc8489#section-14.8>).
     pub fn error_code(&mut self, code: u16) {
         let reason = ERROR_REASONS
             .get(&ErrorCode(code))
@@ -101,7 +101,7 @@ impl<'b> MessageWriter<'b> {
         self.attr(kind.attr_type(), &tag.as_ref()[..tag_len]);
     }
 
-    /// Appends FINGERPRINT (https://www.rfc-editor.org/rfc/rfc8489#section-14.7).
+    /// Appends FINGERPRINT (<https://www.rfc-editor.org/rfc/rfc8489#section-14.7>).
     pub fn fingerprint(&mut self) {
         self.set_len(self.len_field() + 8);
         let crc = fingerprint_value(&self.buf[self.start..]);
