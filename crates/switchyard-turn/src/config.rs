@@ -193,6 +193,10 @@ pub enum ConfigError {
     /// `relay-ipv6` is set to an IPv4 address, or `relay-ip` to an IPv6 one.
     #[error("relay-ip must be an IPv4 address and relay-ipv6 an IPv6 address")]
     RelayFamily,
+    /// A relay address is unspecified (0.0.0.0 or ::), so clients would get an unusable
+    /// relayed address.
+    #[error("relay-ip and relay-ipv6 must be specific addresses; with relay-ip 0.0.0.0, set external-ip to the address clients reach")]
+    UnspecifiedRelay,
 }
 
 impl TurnConfig {
@@ -222,6 +226,10 @@ impl TurnConfig {
         }
         if !self.relay_ip.is_ipv4() || self.relay_ipv6.is_some_and(|ip| !ip.is_ipv6()) {
             return Err(ConfigError::RelayFamily);
+        }
+        let unspecified_v4 = self.relay_ip.is_unspecified() && self.external_ip.is_none();
+        if unspecified_v4 || self.relay_ipv6.is_some_and(|ip| ip.is_unspecified()) {
+            return Err(ConfigError::UnspecifiedRelay);
         }
         let ranges = self
             .allowed_peer_ranges
@@ -282,6 +290,12 @@ mod tests {
             ..TurnConfig::default()
         };
         assert_eq!(valid.validate(), Ok(()));
+        let behind_nat = TurnConfig {
+            relay_ip: "0.0.0.0".parse().unwrap(),
+            external_ip: Some("203.0.113.7".parse().unwrap()),
+            ..valid.clone()
+        };
+        assert_eq!(behind_nat.validate(), Ok(()));
         let cases = [
             (
                 TurnConfig {
@@ -325,6 +339,20 @@ mod tests {
                     ..valid.clone()
                 },
                 "peer range",
+            ),
+            (
+                TurnConfig {
+                    relay_ip: "0.0.0.0".parse().unwrap(),
+                    ..valid.clone()
+                },
+                "unspecified relay",
+            ),
+            (
+                TurnConfig {
+                    relay_ipv6: Some("::".parse().unwrap()),
+                    ..valid.clone()
+                },
+                "unspecified IPv6 relay",
             ),
         ];
         for (config, case) in cases {
