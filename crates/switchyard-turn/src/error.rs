@@ -28,7 +28,7 @@ pub enum TurnError {
         what: &'static str,
         /// Path from the config.
         path: PathBuf,
-        /// What went wrong.
+        /// Error message of the PEM parser or of rustls.
         reason: String,
     },
     /// The system random number generator failed.

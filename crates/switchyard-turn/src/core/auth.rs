@@ -86,7 +86,7 @@ impl LongTermKey {
         LongTermKey { bytes, len }
     }
 
-    /// The key bytes.
+    /// Returns the key bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
@@ -115,7 +115,7 @@ pub struct Authenticated {
     pub integrity: Integrity,
 }
 
-/// Why a request is not authenticated, mapped to its error code.
+/// Authentication failure of a request, mapped to its error code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// The request carries no integrity attribute; the client gets a challenge (401).

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-/// A token bucket that holds at most `capacity` tokens and gains `rate` tokens per second.
+/// A token bucket with room for `capacity` tokens that gains `rate` tokens per second.
 #[derive(Clone, Debug)]
 pub struct TokenBucket {
     capacity: u64,
@@ -14,7 +14,7 @@ pub struct TokenBucket {
 }
 
 impl TokenBucket {
-    /// A full bucket.
+    /// Creates a full bucket.
     pub fn new(capacity: u64, rate: u64, now: Instant) -> Self {
         TokenBucket {
             capacity,

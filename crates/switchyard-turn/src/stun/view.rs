@@ -4,7 +4,8 @@ use std::fmt;
 
 use super::{padded, AttrType, MessageType, ATTR_FINGERPRINT, HEADER_LEN, MAGIC_COOKIE};
 
-/// Why bytes are not a STUN message this server accepts. Every variant is peer-caused.
+/// Parse failure of bytes that are not a STUN message this server accepts. Every variant is
+/// peer-caused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     /// Shorter than the 20-byte header.
@@ -95,14 +96,14 @@ impl<'a> MessageView<'a> {
         self.typ
     }
 
-    /// The 96-bit transaction id.
+    /// Returns the 96-bit transaction id.
     pub fn transaction_id(&self) -> [u8; 12] {
         let mut id = [0; 12];
         id.copy_from_slice(&self.raw[8..HEADER_LEN]);
         id
     }
 
-    /// The whole message.
+    /// Returns the whole message.
     pub fn raw(&self) -> &'a [u8] {
         self.raw
     }
@@ -115,7 +116,7 @@ impl<'a> MessageView<'a> {
         }
     }
 
-    /// The first attribute of type `typ`. Later duplicates are ignored, as RFC 8489 section 14
+    /// Returns the first attribute of type `typ`. Later duplicates are ignored, as RFC 8489 section 14
     /// allows (<https://www.rfc-editor.org/rfc/rfc8489#section-14>).
     pub fn get(&self, typ: AttrType) -> Option<Attribute<'a>> {
         self.attributes().find(|attribute| attribute.typ == typ)
