@@ -1,5 +1,5 @@
 //! ChannelData parsing and stream framing. The first byte of the input picks the size of the
-//! reads the framer sees, so that frames split across reads are covered.
+//! reads the framer receives, so that frames split across reads are covered.
 
 #![no_main]
 
