@@ -108,9 +108,6 @@ pub enum ConfigError {
 }
 
 /// Settings of a whole server process.
-///
-/// NOTE: the `Debug` output includes the TURN secrets and passwords of [`ServerConfig::turn`],
-/// so log [`crate::turn_config::log_effective`] instead.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServerConfig {
     /// TCP address for HTTP and WebSocket signaling. Port 0 picks a free port. Default

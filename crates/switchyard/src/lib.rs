@@ -10,6 +10,7 @@ pub mod config;
 mod relay;
 mod server;
 pub mod turn_config;
+pub mod turn_metrics;
 pub mod web;
 
 pub use config::{ConfigError, ServerConfig};

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use anyhow::Context;
 use clap::Parser;
 use switchyard::cli::{Cli, Command, ServeArgs, TokenArgs, TurnArgs};
-use switchyard::{run, turn_config, CancellationToken, ServerConfig};
+use switchyard::{run, turn_config, turn_metrics, CancellationToken, ServerConfig};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -48,8 +48,8 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
 /// Runs signaling, the SFU and the bundled relay until a signal arrives.
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = ServerConfig::from_args(args)?;
-    // Everything but the TURN settings is free of credentials. The bundled relay logs its own
-    // settings, without secrets, when it starts.
+    // API keys show only their names. The bundled relay logs its own settings, without
+    // secrets, when it starts.
     info!(
         http = %config.http,
         media = %config.media,
@@ -120,6 +120,7 @@ async fn turn(args: TurnArgs) -> anyhow::Result<()> {
         ),
     );
 
+    let metrics_listen = config.metrics_listen;
     let mut signals = Signals::install().context("could not install signal handlers")?;
     let server = switchyard_turn::start(config)
         .await
@@ -131,10 +132,27 @@ async fn turn(args: TurnArgs) -> anyhow::Result<()> {
         "TURN relay listening"
     );
 
+    let metrics_shutdown = CancellationToken::new();
+    let metrics = match metrics_listen {
+        Some(addr) => Some(
+            turn_metrics::start(addr, server.counters(), metrics_shutdown.clone())
+                .await
+                .with_context(|| format!("could not bind the TURN metrics endpoint on {addr}"))?,
+        ),
+        None => None,
+    };
+
     let name = signals.recv().await;
     info!(signal = name, "signal received; shutting down");
+    metrics_shutdown.cancel();
+    let stopped = async {
+        if let Some(metrics) = metrics {
+            let _ = metrics.task.await;
+        }
+        server.shutdown().await;
+    };
     tokio::select! {
-        () = server.shutdown() => info!("TURN relay stopped"),
+        () = stopped => info!("TURN relay stopped"),
         name = signals.recv() => {
             warn!(signal = name, "second signal; exiting without a clean shutdown");
             std::process::exit(1);

@@ -14,6 +14,7 @@ use tracing::{info, Instrument};
 
 use crate::config::ServerConfig;
 use crate::relay::{self, RelayAddrs};
+use crate::turn_metrics;
 use crate::web;
 
 /// Failure to start or run the server.
@@ -40,6 +41,15 @@ pub enum RunError {
     /// The bundled TURN relay could not start.
     #[error("could not start the bundled TURN relay")]
     StartTurn(#[source] switchyard_turn::TurnError),
+    /// The bundled relay's metrics endpoint could not be bound.
+    #[error("could not bind the TURN metrics endpoint on {addr}")]
+    BindTurnMetrics {
+        /// The relay config's `metrics-listen` address.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Accepting HTTP connections failed.
     #[error("HTTP server failed")]
     Serve(#[source] std::io::Error),
@@ -117,9 +127,16 @@ pub async fn run(
                 config.public_ip.unwrap_or(media_addr.ip()),
                 media_addr.port(),
             );
+            let metrics_listen = turn.metrics_listen;
             let relay = relay::start(turn, sfu_peer, config.public_ip, &config.turn_urls)
                 .await
                 .map_err(RunError::StartTurn)?;
+            if let Some(addr) = metrics_listen {
+                // The endpoint stops by itself when `shutdown` is cancelled.
+                turn_metrics::start(addr, relay.server.counters(), shutdown.clone())
+                    .await
+                    .map_err(|source| RunError::BindTurnMetrics { addr, source })?;
+            }
             signal_config.turn_relay = Some(relay.credentials);
             (Some(relay.server), Some(relay.addrs))
         }

@@ -5,8 +5,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -59,12 +59,19 @@ struct Relay {
 
 impl Relay {
     fn start(label: &str) -> Relay {
+        Relay::start_with(label, "")
+    }
+
+    /// Starts the relay with `extra_config` appended to a config with loopback listeners on
+    /// ports chosen by the system, a secret and a static user.
+    fn start_with(label: &str, extra_config: &str) -> Relay {
         let config = format!(
             r#"
             listen-udp = ["127.0.0.1:0"]
             listen-tcp = ["127.0.0.1:0"]
             static-auth-secrets = ["{SECRET}"]
             users = [{{ name = "test", password = "{PASSWORD}" }}]
+            {extra_config}
             "#
         );
         let path = temp_config(label, &config);
@@ -249,6 +256,44 @@ fn relay_answers_stun_binding() {
 
     // 0x0101 is a Binding success response.
     assert_eq!(stun_binding_type(listener), 0x0101);
+    relay.signal("TERM");
+    assert_eq!(relay.wait_for_exit(), Some(0));
+}
+
+/// Sends `GET /metrics` over a plain TCP connection and returns the whole HTTP response.
+fn get_metrics(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect to the metrics endpoint");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the metrics response");
+    response
+}
+
+#[test]
+fn relay_serves_metrics() {
+    let mut relay = Relay::start_with("metrics", r#"metrics-listen = "127.0.0.1:0""#);
+    let line = relay.find_line("TURN metrics listening");
+    let addr: SocketAddr = line
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("addr="))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+
+    let response = get_metrics(addr);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.contains("content-type: text/plain; version=0.0.4"),
+        "{response}"
+    );
+    assert!(
+        response.contains("\nswitchyard_turn_allocations 0\n"),
+        "{response}"
+    );
     relay.signal("TERM");
     assert_eq!(relay.wait_for_exit(), Some(0));
 }
