@@ -20,9 +20,10 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use switchyard_proto::{
-    Candidate, ClientMessage, ParticipantInfo, ServerMessage, Target, TrackKind,
+    Candidate, ClientFrame, ClientMessage, ParticipantInfo, ServerFrame, ServerMessage, Target,
+    TrackKind,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
@@ -49,6 +50,12 @@ pub enum Event {
     Server(ServerMessage),
     /// The client sent its answer to a subscriber offer.
     SubscriberAnswered,
+    /// A server message that carried `requestId`, reported right after its [`Event::Server`].
+    Reply {
+        request_id: String,
+        /// The reply's `type`, such as `answer`, `ok` or `error`.
+        reply_type: &'static str,
+    },
     /// A peer connection changed state.
     ConnectionState(Target, RTCPeerConnectionState),
     /// A remote track opened on the subscriber connection.
@@ -113,6 +120,25 @@ pub struct ReceivedPacket {
     pub payload: bytes::Bytes,
 }
 
+/// A send-only track on the publisher connection: its transceiver, kind, track and SSRC.
+type SendOnlyTrack = (
+    Arc<dyn webrtc::rtp_transceiver::RtpTransceiver>,
+    TrackKind,
+    Arc<TrackLocalStaticRTP>,
+    u32,
+);
+
+/// Audio and video tracks offered on the publisher connection, not yet sending.
+pub struct OfferedTracks {
+    tracks: [SendOnlyTrack; 2],
+}
+
+/// Returns the request id of the participant's `number`th answer to a subscriber offer,
+/// counting from 1.
+pub fn subscriber_answer_id(number: u64) -> String {
+    format!("subscriber-answer-{number}")
+}
+
 /// A joined participant with its two peer connections.
 pub struct Participant {
     pub name: String,
@@ -143,6 +169,31 @@ impl Participant {
         name: &str,
         route: PublisherRoute,
     ) -> Participant {
+        Participant::join_with_hold(http_addr, room, name, route, None).await
+    }
+
+    /// Like [`Participant::join`], except that the client sends no answer to the first
+    /// subscriber offer until the returned sender fires or is dropped. The offer is applied and
+    /// reported as [`Event::Server`] first, and other server messages wait behind it.
+    pub async fn join_holding_first_answer(
+        http_addr: SocketAddr,
+        room: &str,
+        name: &str,
+    ) -> (Participant, oneshot::Sender<()>) {
+        let (release, hold) = oneshot::channel();
+        let participant =
+            Participant::join_with_hold(http_addr, room, name, PublisherRoute::Direct, Some(hold))
+                .await;
+        (participant, release)
+    }
+
+    async fn join_with_hold(
+        http_addr: SocketAddr,
+        room: &str,
+        name: &str,
+        route: PublisherRoute,
+        hold: Option<oneshot::Receiver<()>>,
+    ) -> Participant {
         let Signaling {
             sender,
             mut receiver,
@@ -160,7 +211,8 @@ impl Participant {
         );
         let first = tokio::time::timeout(WAIT_TIMEOUT, receiver.recv())
             .await
-            .unwrap_or_else(|_| panic!("{name}: no reply to join within {WAIT_TIMEOUT:?}"));
+            .unwrap_or_else(|_| panic!("{name}: no reply to join within {WAIT_TIMEOUT:?}"))
+            .map(|frame| frame.message);
         // `iceServers` goes unused: host candidates on loopback are all these tests need, and
         // no traffic may leave loopback.
         let Some(ServerMessage::Joined {
@@ -192,6 +244,7 @@ impl Participant {
             sender.clone(),
             event_sender,
             route,
+            hold,
         ));
         Participant {
             name: name.to_owned(),
@@ -211,6 +264,14 @@ impl Participant {
     /// Adds a send-only Opus track and a send-only VP8 track to the publisher connection, offers
     /// them, waits until the connection is up and starts writing test packets.
     pub async fn publish(&mut self) -> MediaSender {
+        let offered = self.offer_tracks(None).await;
+        self.start_publishing(offered).await
+    }
+
+    /// Adds a send-only Opus track and a send-only VP8 track to the publisher connection and
+    /// sends the offer, with `request_id` as its `id` when given, without waiting for the
+    /// answer. [`Participant::start_publishing`] finishes publishing.
+    pub async fn offer_tracks(&mut self, request_id: Option<&str>) -> OfferedTracks {
         let audio = self.add_send_only_track(TrackKind::Audio).await;
         let video = self.add_send_only_track(TrackKind::Video).await;
 
@@ -223,14 +284,26 @@ impl Participant {
             .set_local_description(offer.clone())
             .await
             .expect("publisher offer is applied locally");
-        send(&self.signaling, ClientMessage::Offer { sdp: offer.sdp });
+        let frame = ClientFrame {
+            id: request_id.map(str::to_owned),
+            message: ClientMessage::Offer { sdp: offer.sdp },
+        };
+        let _ = self.signaling.send(frame);
+        OfferedTracks {
+            tracks: [audio, video],
+        }
+    }
+
+    /// Waits until the publisher connection is up, then starts writing test packets on the
+    /// offered tracks.
+    pub async fn start_publishing(&mut self, offered: OfferedTracks) -> MediaSender {
         self.wait_for("the publisher connection to connect", |event| {
             connection_reached(event, Target::Publisher)
         })
         .await;
 
         let mut tracks = Vec::new();
-        for (transceiver, kind, track, ssrc) in [audio, video] {
+        for (transceiver, kind, track, ssrc) in offered.tracks {
             let payload_type = negotiated_payload_type(&transceiver, kind).await;
             tracks.push(OutgoingTrack {
                 kind,
@@ -242,15 +315,7 @@ impl Participant {
         MediaSender::start(tracks)
     }
 
-    async fn add_send_only_track(
-        &self,
-        kind: TrackKind,
-    ) -> (
-        Arc<dyn webrtc::rtp_transceiver::RtpTransceiver>,
-        TrackKind,
-        Arc<TrackLocalStaticRTP>,
-        u32,
-    ) {
+    async fn add_send_only_track(&self, kind: TrackKind) -> SendOnlyTrack {
         let (codec, rtc_kind, ssrc) = match kind {
             TrackKind::Audio => (opus_codec(), RtpCodecKind::Audio, 0x5359_0001),
             TrackKind::Video => (vp8_codec(), RtpCodecKind::Video, 0x5359_0002),
@@ -551,7 +616,7 @@ fn is_loopback(address: &str) -> bool {
 
 fn send(signaling: &SignalingSender, message: ClientMessage) {
     // The writer task only stops when the connection fails; the reader reports that.
-    let _ = signaling.send(message);
+    let _ = signaling.send(ClientFrame { id: None, message });
 }
 
 fn opus_codec() -> RTCRtpCodec {
@@ -637,23 +702,49 @@ async fn build_peer_connection(handler: PeerHandler) -> Arc<dyn PeerConnection> 
 }
 
 /// Applies server messages in arrival order and reports each one as an [`Event`].
+///
+/// Subscriber offers are answered after they are reported. When `hold` is given, the first one
+/// is answered only after it fires or its sender is dropped. Answers carry
+/// [`subscriber_answer_id`] as their request id.
 async fn drive(
-    mut receiver: mpsc::UnboundedReceiver<ServerMessage>,
+    mut receiver: mpsc::UnboundedReceiver<ServerFrame>,
     publisher: Arc<dyn PeerConnection>,
     subscriber: Arc<dyn PeerConnection>,
     signaling: SignalingSender,
     events: mpsc::UnboundedSender<Event>,
     route: PublisherRoute,
+    mut hold: Option<oneshot::Receiver<()>>,
 ) {
-    while let Some(message) = receiver.recv().await {
-        let outcome = apply(&message, &publisher, &subscriber, &signaling, route).await;
-        let answered = matches!(message, ServerMessage::Offer { .. }) && outcome.is_ok();
+    let mut answers = 0;
+    while let Some(frame) = receiver.recv().await {
+        let ServerFrame {
+            request_id,
+            message,
+            ..
+        } = frame;
+        let outcome = apply(&message, &publisher, &subscriber, route).await;
+        let is_offer = matches!(message, ServerMessage::Offer { .. });
+        let reply_type = message_type(&message);
         let _ = events.send(Event::Server(message));
+        if let Some(request_id) = request_id {
+            let _ = events.send(Event::Reply {
+                request_id,
+                reply_type,
+            });
+        }
+
+        let outcome = match outcome {
+            Ok(()) if is_offer => {
+                answers += 1;
+                answer_offer(&subscriber, &signaling, hold.take(), answers).await
+            }
+            other => other,
+        };
         match outcome {
             Err(failure) => {
                 let _ = events.send(Event::ClientFailure(failure));
             }
-            Ok(()) if answered => {
+            Ok(()) if is_offer => {
                 let _ = events.send(Event::SubscriberAnswered);
             }
             Ok(()) => {}
@@ -661,11 +752,43 @@ async fn drive(
     }
 }
 
+/// Sends the answer to the subscriber offer that [`apply`] set, as answer number `number`,
+/// after `hold` fires or its sender is dropped.
+async fn answer_offer(
+    subscriber: &Arc<dyn PeerConnection>,
+    signaling: &SignalingSender,
+    hold: Option<oneshot::Receiver<()>>,
+    number: u64,
+) -> Result<(), String> {
+    if let Some(hold) = hold {
+        if tokio::time::timeout(WAIT_TIMEOUT, hold).await.is_err() {
+            return Err(format!(
+                "the held subscriber answer was not released within {WAIT_TIMEOUT:?}"
+            ));
+        }
+    }
+    let answer = subscriber
+        .create_answer(None)
+        .await
+        .map_err(|error| format!("no answer to the server offer: {error}"))?;
+    subscriber
+        .set_local_description(answer.clone())
+        .await
+        .map_err(|error| format!("subscriber answer could not be applied: {error}"))?;
+    let frame = ClientFrame::request(
+        subscriber_answer_id(number),
+        ClientMessage::Answer { sdp: answer.sdp },
+    );
+    let _ = signaling.send(frame);
+    Ok(())
+}
+
+/// Applies a server message to the peer connection it belongs to. A subscriber offer is only
+/// set as the remote description, and [`answer_offer`] answers it.
 async fn apply(
     message: &ServerMessage,
     publisher: &Arc<dyn PeerConnection>,
     subscriber: &Arc<dyn PeerConnection>,
-    signaling: &SignalingSender,
     route: PublisherRoute,
 ) -> Result<(), String> {
     match message {
@@ -683,17 +806,7 @@ async fn apply(
             subscriber
                 .set_remote_description(offer)
                 .await
-                .map_err(|error| format!("server offer could not be applied: {error}"))?;
-            let answer = subscriber
-                .create_answer(None)
-                .await
-                .map_err(|error| format!("no answer to the server offer: {error}"))?;
-            subscriber
-                .set_local_description(answer.clone())
-                .await
-                .map_err(|error| format!("subscriber answer could not be applied: {error}"))?;
-            send(signaling, ClientMessage::Answer { sdp: answer.sdp });
-            Ok(())
+                .map_err(|error| format!("server offer could not be applied: {error}"))
         }
         ServerMessage::Candidate { target, candidate } if !candidate.is_end_of_candidates() => {
             // candidate:<foundation> <component> <transport> <priority> <address> <port> typ ...

@@ -4,13 +4,13 @@
 use std::net::SocketAddr;
 
 use futures_util::{SinkExt, StreamExt};
-use switchyard_proto::{ClientMessage, ServerMessage};
+use switchyard_proto::{ClientFrame, ServerFrame, ServerMessage};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
-/// Cloneable sender of client messages. They reach the server in the order they were sent.
-pub type SignalingSender = mpsc::UnboundedSender<ClientMessage>;
+/// Cloneable sender of client frames. They reach the server in the order they were sent.
+pub type SignalingSender = mpsc::UnboundedSender<ClientFrame>;
 
 /// Why the reading side of a signaling connection ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -26,9 +26,9 @@ pub enum SignalingEnd {
 /// An open signaling connection, split into its two directions.
 pub struct Signaling {
     pub sender: SignalingSender,
-    pub receiver: mpsc::UnboundedReceiver<ServerMessage>,
+    pub receiver: mpsc::UnboundedReceiver<ServerFrame>,
     /// Ends when the server closes the connection or sends a frame that is not a
-    /// [`ServerMessage`].
+    /// [`ServerFrame`].
     pub reader: JoinHandle<SignalingEnd>,
     pub writer: JoinHandle<()>,
 }
@@ -42,7 +42,7 @@ impl Signaling {
             .unwrap_or_else(|error| panic!("WebSocket connection to {url} failed: {error}"));
         let (mut sink, mut stream) = socket.split();
 
-        let (sender, mut outgoing) = mpsc::unbounded_channel::<ClientMessage>();
+        let (sender, mut outgoing) = mpsc::unbounded_channel::<ClientFrame>();
         let writer = tokio::spawn(async move {
             while let Some(message) = outgoing.recv().await {
                 let json = serde_json::to_string(&message).expect("client messages serialize");
@@ -54,7 +54,7 @@ impl Signaling {
             let _ = sink.close().await;
         });
 
-        let (incoming, receiver) = mpsc::unbounded_channel::<ServerMessage>();
+        let (incoming, receiver) = mpsc::unbounded_channel::<ServerFrame>();
         let reader = tokio::spawn(async move {
             while let Some(frame) = stream.next().await {
                 let text = match frame {
@@ -68,7 +68,7 @@ impl Signaling {
                     }
                 };
                 tracing::debug!(json = %text.as_str(), "signaling message received");
-                let message = match serde_json::from_str::<ServerMessage>(&text) {
+                let message = match serde_json::from_str::<ServerFrame>(&text) {
                     Ok(message) => message,
                     Err(error) => {
                         let text = text.as_str();
