@@ -41,7 +41,7 @@ mod server;
 pub mod stun;
 
 pub use config::{ConfigError, StaticUser, TurnConfig};
-pub use counters::{CounterSnapshot, Direction, Traffic, TrafficByTransport, TurnCounters};
+pub use counters::{CounterSnapshot, Traffic, TrafficByTransport, TurnCounters};
 pub use credentials::{mint_credentials, Credentials};
 pub use error::TurnError;
 pub use server::{start, TurnServer};

@@ -311,8 +311,14 @@ impl Core {
             config.nonce_lifetime.as_secs(),
         );
         let (min, max) = config.ports;
+        // The generator's output reveals its state, so it is seeded with a hash of the nonce
+        // key rather than with key bytes.
+        let digest = ring::digest::digest(
+            &ring::digest::SHA256,
+            &[&config.nonce_key[..], b"transaction ids"].concat(),
+        );
         let mut seed = [0; 8];
-        seed.copy_from_slice(&config.nonce_key[..8]);
+        seed.copy_from_slice(&digest.as_ref()[..8]);
         Core {
             unauthorized: SourceLimiter::new(
                 config.unauthorized_burst,

@@ -23,19 +23,24 @@ fn socket_for(addr: SocketAddr) -> io::Result<TcpSocket> {
     } else {
         TcpSocket::new_v6()?
     };
-    // Outgoing connections to peers start from the relayed address, which the listener
-    // already holds. Linux allows that only with SO_REUSEPORT on both sockets.
+    // Lets the port be bound again while connections from it linger in TIME_WAIT.
     socket.set_reuseaddr(true)?;
-    #[cfg(unix)]
-    socket.set_reuseport(true)?;
     Ok(socket)
 }
 
 /// Binds the listener of a TCP relay.
+///
+/// Outgoing connections to peers start from the relayed address, which the listener holds.
+/// Linux allows that only when both sockets have SO_REUSEPORT. The listener gets it after an
+/// exclusive bind: set before the bind, it would let the listener share the port with any
+/// other socket of the same user, and the kernel would split incoming connections between
+/// them.
 pub(crate) fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = socket_for(addr)?;
     socket.bind(addr)?;
-    socket.listen(128)
+    let listener = socket.listen(128)?;
+    socket2::SockRef::from(&listener).set_reuse_port(true)?;
+    Ok(listener)
 }
 
 /// Accepts peer connections on a TCP relay and hands them to the core.
@@ -109,6 +114,8 @@ pub(crate) fn spawn_connect(
 
 async fn connect_from(relay_addr: SocketAddr, peer: SocketAddr) -> io::Result<TcpStream> {
     let socket = socket_for(relay_addr)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true)?;
     socket.bind(relay_addr)?;
     socket.connect(peer).await
 }
