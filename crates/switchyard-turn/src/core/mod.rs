@@ -267,6 +267,10 @@ const MAX_BIND_ATTEMPTS: u32 = 8;
 /// Permissions one allocation may hold. Each costs memory, and a client could otherwise add
 /// them without end; CreatePermission beyond it gets 508.
 const MAX_PERMISSIONS: usize = 1024;
+/// Largest peer datagram relayed: the attributes of its Data indication, an IPv6
+/// XOR-PEER-ADDRESS (24 bytes), the DATA header (4 bytes), the data and up to 3 bytes of
+/// padding, must fit the 16-bit message length field.
+const MAX_PEER_DATAGRAM: usize = 65_535 - 24 - 4 - 3;
 /// Source addresses the 401 rate limiter tracks.
 const MAX_LIMITED_SOURCES: usize = 65_536;
 /// How long a port reserved with EVEN-PORT and the R bit stays reserved
@@ -409,6 +413,9 @@ impl Core {
         out: &mut Vec<u8>,
     ) -> bool {
         out.clear();
+        if data.len() > MAX_PEER_DATAGRAM {
+            return false;
+        }
         let Some(allocation) = self.allocations.get_mut(&relay) else {
             return false;
         };

@@ -1834,3 +1834,25 @@ fn permissions_per_allocation_are_capped() {
     );
     assert_eq!(reply.error_code(), Some(508));
 }
+
+#[test]
+fn oversized_peer_datagram_is_dropped() {
+    let mut h = Harness::new();
+    let client = udp_client(40000);
+    let (relay, _) = h.allocate(client);
+    peer_request(&mut h, client, METHOD_CREATE_PERMISSION, &[peer()], &[]);
+    let mut out = Vec::new();
+    let largest = vec![0; MAX_PEER_DATAGRAM];
+    assert!(h
+        .core
+        .handle_peer(h.now.instant, relay, peer(), &largest, &mut out));
+    let indication = MessageView::parse(&out).expect("the largest Data indication is valid");
+    assert_eq!(
+        indication.get(ATTR_DATA).unwrap().value.len(),
+        MAX_PEER_DATAGRAM
+    );
+    let oversized = vec![0; MAX_PEER_DATAGRAM + 1];
+    assert!(!h
+        .core
+        .handle_peer(h.now.instant, relay, peer(), &oversized, &mut out));
+}
