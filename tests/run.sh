@@ -101,6 +101,17 @@ install_node_modules() {
   (cd tests/browser && npm ci --no-audit --no-fund)
 }
 
+# Builds the cargo-fuzz targets on the stable toolchain and runs each once over its seed corpus.
+# Stable builds lack coverage instrumentation, so this proves that the targets compile and that
+# no seed crashes; coverage-guided fuzzing needs nightly (fuzz/README.md).
+build_fuzz_targets() {
+  cargo build --manifest-path fuzz/Cargo.toml
+  local target
+  for target in stun_message channel_data turn_core; do
+    fuzz/target/debug/"$target" -runs=0 fuzz/corpus/"$target"
+  done
+}
+
 # Runs a command in a new network namespace whose only interface is loopback.
 in_loopback_namespace() {
   unshare -n sh -c 'ip link set lo up && exec "$@"' sh "$@"
@@ -114,5 +125,6 @@ run_step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 run_step "cargo build --release" cargo build --release --workspace
 run_step "cargo test --no-run" cargo test --workspace --no-run
 run_step "cargo test (loopback only)" in_loopback_namespace cargo test --workspace --offline
+run_step "fuzz targets: build and replay seeds" build_fuzz_targets
 run_step "TURN interop with coturn (loopback only)" in_loopback_namespace tests/turn/interop.sh
 run_step "browser tests (loopback only)" tests/browser/run.sh
