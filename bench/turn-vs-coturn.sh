@@ -47,6 +47,7 @@ trap stop_all EXIT
 
 require_loopback_only
 require_coturn
+SWITCHYARD=$(switchyard_binary)
 
 # Results by "server transport": messages/s, loss in percent, CPU seconds, messages per CPU s.
 declare -A RATE LOSS CPU PER_CPU
@@ -93,7 +94,7 @@ ratio() {
 }
 
 echo "machine: $(nproc) cores, $(grep -m 1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), Linux $(uname -r)"
-echo "coturn $(coturn_version), $("$(switchyard_binary)" --version)"
+echo "coturn $(coturn_version), $("$SWITCHYARD" --version)"
 echo "load: turnutils_uclient -m $CLIENTS -n $MESSAGES -l $BYTES -z $INTERVAL_MS, echoed by turnutils_peer"
 echo
 
