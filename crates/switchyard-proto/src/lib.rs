@@ -115,6 +115,34 @@ pub enum MetadataScope {
     Room,
 }
 
+/// Description or ICE candidate of a peer-to-peer connection between two participants, which
+/// the server relays without reading it. The JSON object names the variant in `kind`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(
+    tag = "kind",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
+pub enum PeerSignal {
+    /// SDP offer that opens or replaces the connection.
+    Offer {
+        /// Session description.
+        sdp: String,
+    },
+    /// SDP answer to the offer of the same session.
+    Answer {
+        /// Session description.
+        sdp: String,
+    },
+    /// Trickled ICE candidate, or end-of-candidates when `candidate` is empty.
+    Candidate {
+        /// The candidate.
+        #[serde(flatten)]
+        candidate: Candidate,
+    },
+}
+
 /// Message from a client to the server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -190,6 +218,16 @@ pub enum ClientMessage {
         /// Message text.
         text: String,
     },
+    /// Relay a peer-to-peer offer, answer or candidate to one other participant of the room.
+    PeerSignal {
+        /// Id of the participant that gets the signal.
+        to: String,
+        /// Id of the peer connection the signal belongs to, chosen by the side that offers it:
+        /// 1 to 64 characters without control characters.
+        session: String,
+        /// The offer, answer or candidate.
+        signal: PeerSignal,
+    },
 }
 
 /// A client message as sent on the wire: the message and, for requests, the request id.
@@ -240,6 +278,10 @@ pub enum ServerMessage {
         /// The room's metadata, empty until set. Left out of the JSON when empty.
         #[serde(default, skip_serializing_if = "String::is_empty")]
         room_metadata: String,
+        /// Largest file in bytes that clients offer to each other in a peer-to-peer file
+        /// transfer. The server never sees the files, so the clients enforce it.
+        #[serde(default)]
+        max_file_size: u64,
     },
     /// Reply to `resume`. When `resumed` is true, the messages after the client's `lastSeq`
     /// follow in order. When false, the session is gone or messages were lost, and the client
@@ -319,6 +361,16 @@ pub enum ServerMessage {
         text: String,
         /// Time the server received it, in milliseconds since the Unix epoch.
         ts: u64,
+    },
+    /// A peer-to-peer offer, answer or candidate that another participant addressed to this
+    /// one.
+    PeerSignal {
+        /// Id of the sending participant.
+        from: String,
+        /// Id of the peer connection the signal belongs to, as the sender gave it.
+        session: String,
+        /// The offer, answer or candidate.
+        signal: PeerSignal,
     },
     /// A request failed; the connection stays open unless a close frame follows.
     Error {

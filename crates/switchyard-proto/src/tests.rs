@@ -96,6 +96,7 @@ fn server_messages_round_trip() {
             }],
             resume_token: "r".into(),
             room_metadata: String::new(),
+            max_file_size: 1024,
         },
         json!({
             "type": "joined",
@@ -103,7 +104,8 @@ fn server_messages_round_trip() {
             "participantId": "p1",
             "participants": [{"id": "p0", "name": "Grace"}],
             "iceServers": [{"urls": ["stun:127.0.0.1:3478"]}],
-            "resumeToken": "r"
+            "resumeToken": "r",
+            "maxFileSize": 1024
         }),
     );
     round_trip_server(
@@ -234,4 +236,76 @@ fn candidate_frame_keeps_flattened_fields() {
     };
     assert_eq!(target, Target::Subscriber);
     assert_eq!(candidate.sdp_mid.as_deref(), Some("0"));
+}
+
+#[test]
+fn peer_signals_round_trip() {
+    round_trip_client(
+        ClientMessage::PeerSignal {
+            to: "p2".into(),
+            session: "s1".into(),
+            signal: PeerSignal::Offer { sdp: "v=0".into() },
+        },
+        json!({
+            "type": "peer_signal",
+            "to": "p2",
+            "session": "s1",
+            "signal": {"kind": "offer", "sdp": "v=0"}
+        }),
+    );
+    round_trip_client(
+        ClientMessage::PeerSignal {
+            to: "p2".into(),
+            session: "s1".into(),
+            signal: PeerSignal::Candidate {
+                candidate: Candidate {
+                    candidate: "candidate:1 1 udp 1 127.0.0.1 5000 typ host".into(),
+                    sdp_mid: Some("0".into()),
+                    sdp_mline_index: Some(0),
+                    username_fragment: None,
+                },
+            },
+        },
+        json!({
+            "type": "peer_signal",
+            "to": "p2",
+            "session": "s1",
+            "signal": {
+                "kind": "candidate",
+                "candidate": "candidate:1 1 udp 1 127.0.0.1 5000 typ host",
+                "sdpMid": "0",
+                "sdpMLineIndex": 0
+            }
+        }),
+    );
+    round_trip_server(
+        ServerMessage::PeerSignal {
+            from: "p1".into(),
+            session: "s1".into(),
+            signal: PeerSignal::Answer { sdp: "v=0".into() },
+        },
+        json!({
+            "type": "peer_signal",
+            "from": "p1",
+            "session": "s1",
+            "signal": {"kind": "answer", "sdp": "v=0"}
+        }),
+    );
+}
+
+#[test]
+fn joined_without_max_file_size_decodes_as_zero() {
+    let text =
+        r#"{"type":"joined","room":"r","participantId":"p","participants":[],"iceServers":[]}"#;
+    let message: ServerMessage = serde_json::from_str(text).unwrap();
+    let ServerMessage::Joined { max_file_size, .. } = message else {
+        panic!("decoded {message:?}, expected joined");
+    };
+    assert_eq!(max_file_size, 0);
+}
+
+#[test]
+fn peer_signal_with_unknown_kind_is_rejected() {
+    let text = r#"{"type":"peer_signal","to":"p","session":"s","signal":{"kind":"bye"}}"#;
+    assert!(serde_json::from_str::<ClientMessage>(text).is_err());
 }

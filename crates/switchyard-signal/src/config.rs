@@ -42,6 +42,9 @@ pub const DEFAULT_MAX_PARTICIPANTS_PER_ROOM: usize = 100;
 /// Default maximum number of rooms on one server.
 pub const DEFAULT_MAX_ROOMS: usize = 1000;
 
+/// Default largest file clients offer each other in a peer-to-peer transfer (2 GiB).
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 2 * 1024 * 1024 * 1024;
+
 /// Settings for the signaling endpoints.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignalConfig {
@@ -96,6 +99,10 @@ pub struct SignalConfig {
     /// Values of the `Origin` header accepted on WebSocket upgrades. Empty accepts any
     /// origin, and requests without the header. Default: empty.
     pub allowed_origins: Vec<String>,
+    /// Largest file in bytes that clients offer each other in a peer-to-peer file transfer,
+    /// handed to them in `joined.maxFileSize`. Files never pass through the server, so the
+    /// clients enforce it. Default 2 GiB.
+    pub max_file_size: u64,
 }
 
 impl Default for SignalConfig {
@@ -118,6 +125,7 @@ impl Default for SignalConfig {
             max_participants_per_room: DEFAULT_MAX_PARTICIPANTS_PER_ROOM,
             max_rooms: DEFAULT_MAX_ROOMS,
             allowed_origins: Vec::new(),
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
         }
     }
 }

@@ -22,7 +22,7 @@ pub enum DecodeError {
     MissingType,
     /// The `type` field names no client message.
     #[error(
-        "unknown message type {0:?}, expected join, resume, offer, answer, candidate, ack, leave, set_metadata or chat"
+        "unknown message type {0:?}, expected join, resume, offer, answer, candidate, ack, leave, set_metadata, chat or peer_signal"
     )]
     UnknownType(String),
     /// The `id` field is not a string of 1 to [`MAX_REQUEST_ID_CHARS`] characters.
@@ -64,6 +64,7 @@ enum MessageKind {
     Leave,
     SetMetadata,
     Chat,
+    PeerSignal,
 }
 
 impl MessageKind {
@@ -78,6 +79,7 @@ impl MessageKind {
             "leave" => Some(MessageKind::Leave),
             "set_metadata" => Some(MessageKind::SetMetadata),
             "chat" => Some(MessageKind::Chat),
+            "peer_signal" => Some(MessageKind::PeerSignal),
             _ => None,
         }
     }
@@ -93,6 +95,7 @@ impl MessageKind {
             MessageKind::Leave => "leave",
             MessageKind::SetMetadata => "set_metadata",
             MessageKind::Chat => "chat",
+            MessageKind::PeerSignal => "peer_signal",
         }
     }
 }
@@ -170,6 +173,7 @@ mod tests {
             ClientMessage::Leave => "leave",
             ClientMessage::SetMetadata { .. } => "set_metadata",
             ClientMessage::Chat { .. } => "chat",
+            ClientMessage::PeerSignal { .. } => "peer_signal",
         }
     }
 
@@ -185,6 +189,7 @@ mod tests {
             MessageKind::Leave,
             MessageKind::SetMetadata,
             MessageKind::Chat,
+            MessageKind::PeerSignal,
         ] {
             assert_eq!(MessageKind::from_type(kind.as_str()), Some(kind));
         }
@@ -217,6 +222,11 @@ mod tests {
                 metadata: "m".into(),
             },
             ClientMessage::Chat { text: "hi".into() },
+            ClientMessage::PeerSignal {
+                to: "p".into(),
+                session: "s".into(),
+                signal: switchyard_proto::PeerSignal::Answer { sdp: "v=0".into() },
+            },
         ];
         for message in messages {
             let text = serde_json::to_string(&message).unwrap();

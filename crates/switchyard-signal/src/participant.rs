@@ -183,6 +183,7 @@ impl Actor {
                 .ice_servers_for(self.participant_id.as_str(), SystemTime::now()),
             resume_token: self.token.clone(),
             room_metadata: snapshot.metadata,
+            max_file_size: self.state.config.max_file_size,
         };
         self.reply(join_request_id, joined)
     }
@@ -349,11 +350,20 @@ impl Actor {
                     .map_or(0, |since| since.as_millis() as u64);
                 store.chat(room, &self.participant_id, text, ts).await
             }
+            StoreRequest::PeerSignal {
+                to,
+                session,
+                signal,
+            } => {
+                store
+                    .peer_signal(room, &self.participant_id, &to, session, signal)
+                    .await
+            }
         };
         match result {
             Ok(()) => ServerMessage::Ok,
             Err(StoreError::ParticipantNotFound { participant_id, .. }) => {
-                debug!(%participant_id, "metadata for a participant not in the room");
+                debug!(%participant_id, "request names a participant not in the room");
                 ServerMessage::error(
                     ErrorCode::ParticipantNotFound,
                     format!("participant {participant_id} is not in this room"),

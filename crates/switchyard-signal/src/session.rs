@@ -5,7 +5,8 @@
 use std::fmt;
 
 use switchyard_proto::{
-    Candidate, ClientMessage, CloseCode, ErrorCode, MetadataScope, ServerMessage, Target,
+    Candidate, ClientMessage, CloseCode, ErrorCode, MetadataScope, PeerSignal, ServerMessage,
+    Target,
 };
 
 use crate::names::{DisplayName, NameError, ParticipantId, RoomName};
@@ -16,6 +17,9 @@ pub const MAX_CHAT_BYTES: usize = 4096;
 
 /// Maximum length of a room's or participant's metadata in bytes.
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+/// Maximum length of a `peer_signal` session id in characters.
+pub const MAX_PEER_SESSION_CHARS: usize = 64;
 
 /// A validated `join`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +68,12 @@ pub(crate) enum StoreRequest {
     ParticipantMetadata(ParticipantId, String),
     /// Send a chat message to the room.
     Chat(String),
+    /// Relay a peer-to-peer signal to one other member.
+    PeerSignal {
+        to: ParticipantId,
+        session: String,
+        signal: PeerSignal,
+    },
 }
 
 /// Negotiation message for the SFU.
@@ -104,6 +114,7 @@ pub(crate) fn unbound_step(message: ClientMessage) -> Unbound {
         | ClientMessage::Candidate { .. }
         | ClientMessage::SetMetadata { .. }
         | ClientMessage::Chat { .. }
+        | ClientMessage::PeerSignal { .. }
         | ClientMessage::Ack { .. } => Unbound::Reply(ServerMessage::error(
             ErrorCode::NotJoined,
             "send `join` or `resume` before any other message",
@@ -131,6 +142,14 @@ pub(crate) fn joined_step(session: &SessionIdentity, message: ClientMessage) -> 
         } if !grants.publish => denied("publish", "send publisher candidates"),
         ClientMessage::Chat { .. } if !grants.publish_data => denied("publish_data", "chat"),
         ClientMessage::Chat { text } => chat_step(text),
+        ClientMessage::PeerSignal { .. } if !grants.publish_data => {
+            denied("publish_data", "send peer-to-peer signals")
+        }
+        ClientMessage::PeerSignal {
+            to,
+            session: peer_session,
+            signal,
+        } => peer_signal_step(session, to, peer_session, signal),
         ClientMessage::SetMetadata {
             scope,
             participant_id,
@@ -179,6 +198,35 @@ fn chat_step(text: String) -> Step {
         ));
     }
     Step::Store(StoreRequest::Chat(text))
+}
+
+fn peer_signal_step(
+    session: &SessionIdentity,
+    to: String,
+    peer_session: String,
+    signal: PeerSignal,
+) -> Step {
+    let chars = peer_session.chars().count();
+    if chars == 0 || chars > MAX_PEER_SESSION_CHARS || peer_session.chars().any(char::is_control) {
+        return Step::Reply(ServerMessage::error(
+            ErrorCode::InvalidMessage,
+            format!(
+                "peer_signal session must be 1 to {MAX_PEER_SESSION_CHARS} characters without \
+                 control characters"
+            ),
+        ));
+    }
+    if to == session.participant_id.as_str() {
+        return Step::Reply(ServerMessage::error(
+            ErrorCode::InvalidMessage,
+            "peer_signal is addressed to the sender itself; set `to` to another participant's id",
+        ));
+    }
+    Step::Store(StoreRequest::PeerSignal {
+        to: ParticipantId::from_string(to),
+        session: peer_session,
+        signal,
+    })
 }
 
 fn metadata_step(
@@ -381,6 +429,7 @@ mod tests {
                 candidate: Candidate::default(),
             },
             ClientMessage::Chat { text: "hi".into() },
+            peer_signal("other", "s1"),
             set_metadata(MetadataScope::Room, None),
             set_metadata(MetadataScope::Participant, Some("other")),
         ];
@@ -400,6 +449,46 @@ mod tests {
                 "m".into()
             ))
         );
+    }
+
+    fn peer_signal(to: &str, session: &str) -> ClientMessage {
+        ClientMessage::PeerSignal {
+            to: to.into(),
+            session: session.into(),
+            signal: PeerSignal::Offer { sdp: "o".into() },
+        }
+    }
+
+    #[test]
+    fn peer_signal_goes_to_the_store() {
+        let step = joined_step(&session(Grants::ALL), peer_signal("other", "s1"));
+        assert_eq!(
+            step,
+            Step::Store(StoreRequest::PeerSignal {
+                to: ParticipantId::from_string("other".into()),
+                session: "s1".into(),
+                signal: PeerSignal::Offer { sdp: "o".into() },
+            })
+        );
+    }
+
+    #[test]
+    fn bad_peer_signals_are_invalid_message() {
+        let long = "s".repeat(MAX_PEER_SESSION_CHARS + 1);
+        let cases = [
+            peer_signal("other", ""),
+            peer_signal("other", &long),
+            peer_signal("other", "a\nb"),
+            peer_signal("me", "s1"),
+        ];
+        for message in cases {
+            let step = joined_step(&session(Grants::ALL), message.clone());
+            assert_eq!(
+                step_error(step),
+                Some(ErrorCode::InvalidMessage),
+                "{message:?}"
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! handlers.
 
 use async_trait::async_trait;
-use switchyard_proto::{ParticipantInfo, ServerMessage};
+use switchyard_proto::{ParticipantInfo, PeerSignal, ServerMessage};
 use tokio::sync::mpsc;
 
 use crate::names::{ParticipantId, RoomName};
@@ -38,6 +38,15 @@ pub enum RoomEvent {
         /// Time the server received it, in milliseconds since the Unix epoch.
         ts: u64,
     },
+    /// A peer-to-peer signal. Sent only to the member it is addressed to.
+    PeerSignal {
+        /// Sender.
+        from: ParticipantId,
+        /// Peer connection id chosen by the sender.
+        session: String,
+        /// The offer, answer or candidate.
+        signal: PeerSignal,
+    },
 }
 
 impl RoomEvent {
@@ -63,6 +72,15 @@ impl RoomEvent {
                 from: from.as_str().to_owned(),
                 text,
                 ts,
+            }),
+            RoomEvent::PeerSignal {
+                from,
+                session,
+                signal,
+            } => Some(ServerMessage::PeerSignal {
+                from: from.as_str().to_owned(),
+                session,
+                signal,
             }),
         }
     }
@@ -230,6 +248,17 @@ pub trait RoomStore: Send + Sync + 'static {
         from: &ParticipantId,
         text: String,
         ts: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Sends [`RoomEvent::PeerSignal`] from `from` to the member `to` only. Fails with
+    /// [`StoreError::ParticipantNotFound`] when `to` is not in the room.
+    async fn peer_signal(
+        &self,
+        room: &RoomName,
+        from: &ParticipantId,
+        to: &ParticipantId,
+        session: String,
+        signal: PeerSignal,
     ) -> Result<(), StoreError>;
 
     /// Removes a participant from `room` and sends [`RoomEvent::ParticipantLeft`] to the others.

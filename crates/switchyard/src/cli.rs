@@ -274,6 +274,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_MAX_ROOMS", value_name = "N")]
     pub max_rooms: Option<usize>,
 
+    /// Largest file in bytes that the web client sends or accepts in a peer-to-peer file
+    /// transfer, handed to clients in `joined.maxFileSize`. Files never pass through the
+    /// server [default: 2147483648]
+    #[arg(long, env = "SWITCHYARD_MAX_FILE_SIZE", value_name = "BYTES")]
+    pub max_file_size: Option<u64>,
+
     /// Origin allowed to open signaling connections, such as https://app.example.org. Repeat
     /// the flag, or separate origins with commas in the environment variable. Other origins
     /// get HTTP 403 [default: any origin]
@@ -290,8 +296,8 @@ pub struct ServeArgs {
     /// max-message-size, outbound-queue, ice-disconnected-timeout, ice-failed-timeout,
     /// reconnect-grace, outbox-messages, outbox-age, ping-interval, ping-timeout,
     /// duplicate-identity, api-key (a list), max-messages-per-second,
-    /// max-participants-per-room, max-rooms, allowed-origin (a list), turn-config, no-turn and
-    /// turn-url (a list). Flags and environment variables override it
+    /// max-participants-per-room, max-rooms, max-file-size, allowed-origin (a list),
+    /// turn-config, no-turn and turn-url (a list). Flags and environment variables override it
     #[arg(long, env = "SWITCHYARD_CONFIG", value_name = "FILE")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
@@ -358,6 +364,7 @@ impl ServeArgs {
                 .max_participants_per_room
                 .or(lower.max_participants_per_room),
             max_rooms: self.max_rooms.or(lower.max_rooms),
+            max_file_size: self.max_file_size.or(lower.max_file_size),
             allowed_origin: if self.allowed_origin.is_empty() {
                 lower.allowed_origin
             } else {

@@ -159,6 +159,9 @@ pub struct ServerConfig {
     pub max_participants_per_room: usize,
     /// Maximum number of rooms. Default 1,000.
     pub max_rooms: usize,
+    /// Largest file in bytes that clients offer each other in a peer-to-peer file transfer.
+    /// Default 2 GiB.
+    pub max_file_size: u64,
     /// Origins allowed to open signaling connections; empty allows any. Default: empty.
     pub allowed_origins: Vec<String>,
     /// Settings of the bundled STUN/TURN relay, or `None` to run without it. Default: the
@@ -193,6 +196,7 @@ impl Default for ServerConfig {
             max_messages_per_second: signal.max_messages_per_second,
             max_participants_per_room: signal.max_participants_per_room,
             max_rooms: signal.max_rooms,
+            max_file_size: signal.max_file_size,
             allowed_origins: signal.allowed_origins,
             turn: Some(TurnConfig::default()),
             turn_urls: Vec::new(),
@@ -257,6 +261,7 @@ impl ServerConfig {
                 .max_participants_per_room
                 .unwrap_or(defaults.max_participants_per_room),
             max_rooms: args.max_rooms.unwrap_or(defaults.max_rooms),
+            max_file_size: args.max_file_size.unwrap_or(defaults.max_file_size),
             allowed_origins: args.allowed_origin,
             turn,
             turn_urls: args.turn_url,
@@ -381,6 +386,7 @@ impl ServerConfig {
             max_participants_per_room: self.max_participants_per_room,
             max_rooms: self.max_rooms,
             allowed_origins: self.allowed_origins.clone(),
+            max_file_size: self.max_file_size,
             turn_relay: None,
         }
     }

@@ -70,6 +70,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_messages_per_second = config.max_messages_per_second,
         max_participants_per_room = config.max_participants_per_room,
         max_rooms = config.max_rooms,
+        max_file_size = config.max_file_size,
         allowed_origins = ?config.allowed_origins,
         turn = config.turn.is_some(),
         turn_urls = ?config.turn_urls,

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
+use switchyard_proto::PeerSignal;
 
 use super::{
     DuplicateIdentity, JoinPolicy, Member, RoomEvent, RoomSnapshot, RoomStore, StoreError,
@@ -132,6 +133,34 @@ impl RoomStore for MemoryRoomStore {
             let from = from.clone();
             broadcast(&entry.members, RoomEvent::Chat { from, text, ts });
         }
+        Ok(())
+    }
+
+    async fn peer_signal(
+        &self,
+        room: &RoomName,
+        from: &ParticipantId,
+        to: &ParticipantId,
+        session: String,
+        signal: PeerSignal,
+    ) -> Result<(), StoreError> {
+        let rooms = self.lock();
+        let member = rooms
+            .get(room)
+            .and_then(|entry| entry.members.iter().find(|m| &m.id == to));
+        let Some(member) = member else {
+            return Err(StoreError::ParticipantNotFound {
+                room: room.clone(),
+                participant_id: to.clone(),
+            });
+        };
+        let event = RoomEvent::PeerSignal {
+            from: from.clone(),
+            session,
+            signal,
+        };
+        // A closed channel belongs to a session that has ended and is about to call `leave`.
+        let _ = member.events.send(event);
         Ok(())
     }
 }
@@ -334,6 +363,49 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(error, StoreError::DuplicateParticipant { .. }));
+    }
+
+    #[tokio::test]
+    async fn peer_signal_reaches_only_the_addressed_member() {
+        let store = MemoryRoomStore::new();
+        let demo = room("demo");
+        let (ada, mut ada_events) = member("a", "Ada");
+        let (grace, mut grace_events) = member("g", "Grace");
+        let (lin, mut lin_events) = member("l", "Lin");
+        for member in [ada, grace, lin] {
+            store
+                .join(&demo, member, JoinPolicy::default())
+                .await
+                .unwrap();
+        }
+        for events in [&mut ada_events, &mut grace_events, &mut lin_events] {
+            while events.try_recv().is_ok() {}
+        }
+
+        let signal = PeerSignal::Offer { sdp: "o".into() };
+        let from = ParticipantId::from_string("a".into());
+        let to = ParticipantId::from_string("g".into());
+        store
+            .peer_signal(&demo, &from, &to, "s1".into(), signal.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            grace_events.try_recv().unwrap(),
+            RoomEvent::PeerSignal {
+                from: from.clone(),
+                session: "s1".into(),
+                signal: signal.clone(),
+            }
+        );
+        assert!(ada_events.try_recv().is_err());
+        assert!(lin_events.try_recv().is_err());
+
+        let nobody = ParticipantId::from_string("x".into());
+        let error = store
+            .peer_signal(&demo, &from, &nobody, "s1".into(), signal)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, StoreError::ParticipantNotFound { .. }));
     }
 }
 
