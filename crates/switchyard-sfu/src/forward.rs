@@ -18,6 +18,7 @@ use rtc::rtp_transceiver::{
 use switchyard_proto::{ServerMessage, Target, TrackKind};
 use tracing::{debug, info, trace};
 
+use crate::metrics::DropReason;
 use crate::peer::random_token;
 use crate::sfu::{ParticipantKey, PeerKey, Sfu, KEYFRAME_REQUEST_INTERVAL};
 
@@ -143,6 +144,7 @@ impl Sfu {
             ?kind,
             "track published"
         );
+        self.counters.track_opened(kind);
         participant.published.push(PublishedTrack {
             rtc_track_id: init.track_id,
             receiver_id: init.receiver_id,
@@ -212,6 +214,8 @@ impl Sfu {
             // Padding-only probes are for the publisher's bandwidth estimate, not for subscribers.
             return;
         }
+        let payload_bytes = packet.payload.len();
+        self.counters.rtp_received(payload_bytes);
         let Some(participant) = self.participants.get_mut(&key) else {
             return;
         };
@@ -230,6 +234,7 @@ impl Sfu {
             .map(|(_, codec)| codec.clone())
         else {
             trace!(payload_type, "RTP with unnegotiated payload type dropped");
+            self.counters.rtp_dropped(DropReason::UnknownPayloadType);
             return;
         };
         if codec.mime_type.to_ascii_lowercase().ends_with("/rtx") {
@@ -287,6 +292,7 @@ impl Sfu {
                         .map(|candidate| candidate.payload_type);
                     let Some(pt) = negotiated else {
                         // The subscriber did not accept this codec; nothing can be sent.
+                        self.counters.rtp_dropped(DropReason::CodecNotNegotiated);
                         continue;
                     };
                     subscription.payload_types.insert(payload_type, pt);
@@ -298,8 +304,10 @@ impl Sfu {
             outgoing.header.payload_type = outgoing_type;
             if let Err(error) = sender.write_rtp(now, outgoing) {
                 trace!(participant_id = %subscriber.id, %error, "forwarding RTP failed");
+                self.counters.rtp_dropped(DropReason::WriteFailed);
                 continue;
             }
+            self.counters.rtp_forwarded(payload_bytes);
             self.dirty.push(PeerKey {
                 participant: subscriber_key,
                 target: Target::Subscriber,
@@ -430,6 +438,7 @@ impl Sfu {
             return;
         };
         let track = participant.published.remove(index);
+        self.counters.track_closed(track.kind);
         info!(participant_id = %participant.id, track_id = %track.id, "track unpublished");
         let publisher_id = participant.id.clone();
         for subscriber_key in self.room_peers(key) {

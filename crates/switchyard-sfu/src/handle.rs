@@ -1,6 +1,7 @@
 //! Command interface between the signaling layer and the SFU task.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use switchyard_proto::{Candidate, ServerFrame, Target};
 use tokio::net::UdpSocket;
@@ -8,6 +9,7 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 use crate::driver;
+use crate::metrics::SfuCounters;
 use crate::sfu::Sfu;
 use crate::SfuConfig;
 
@@ -50,12 +52,18 @@ pub(crate) enum Command {
 pub struct SfuHandle {
     commands: mpsc::UnboundedSender<Command>,
     media_addr: SocketAddr,
+    counters: Arc<SfuCounters>,
 }
 
 impl SfuHandle {
     /// Address the media socket is bound to.
     pub fn media_addr(&self) -> SocketAddr {
         self.media_addr
+    }
+
+    /// Returns the SFU's counters, for metrics.
+    pub fn counters(&self) -> Arc<SfuCounters> {
+        self.counters.clone()
     }
 
     /// Adds a participant to a room's forwarding group and creates its publisher and subscriber
@@ -155,11 +163,13 @@ pub async fn start(config: SfuConfig) -> std::io::Result<SfuHandle> {
         None => media_addr,
     };
     let sfu = Sfu::new(config, media_addr, advertised).map_err(std::io::Error::other)?;
+    let counters = sfu.counters.clone();
     let (commands, receiver) = mpsc::unbounded_channel();
     info!(%media_addr, %advertised, "SFU media socket bound");
     tokio::spawn(driver::run(socket, sfu, receiver));
     Ok(SfuHandle {
         commands,
         media_addr,
+        counters,
     })
 }

@@ -11,8 +11,10 @@ mod config;
 mod driver;
 mod forward;
 mod handle;
+pub mod metrics;
 mod negotiation;
 mod peer;
+mod rtcp_observer;
 mod sfu;
 mod stun;
 

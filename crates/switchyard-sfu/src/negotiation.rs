@@ -370,6 +370,9 @@ impl Sfu {
                 );
                 let peer = participant.peer_mut(peer_key.target);
                 peer.connected = state == RTCPeerConnectionState::Connected;
+                self.counters
+                    .peer_state_changed(Some(peer.state), Some(state));
+                peer.state = state;
                 match (peer_key.target, state) {
                     (Target::Subscriber, RTCPeerConnectionState::Connected) => {
                         self.request_keyframes_for_subscriber(now, key);

@@ -7,9 +7,11 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::sansio::Protocol;
@@ -19,6 +21,7 @@ use tracing::{debug, info};
 
 use crate::forward::{PublishedTrack, Subscription};
 use crate::handle::{Command, EventSender};
+use crate::metrics::SfuCounters;
 use crate::peer::{build_peer_connection, host_candidate, IceCredentials};
 use crate::stun;
 use crate::SfuConfig;
@@ -45,6 +48,8 @@ pub(crate) struct Peer {
     /// agent drops checks it cannot authenticate yet, which costs the client a retransmission.
     pub early_checks: Vec<(SocketAddr, BytesMut)>,
     pub connected: bool,
+    /// The last state the connection reported, counted in [`SfuCounters`].
+    pub state: RTCPeerConnectionState,
     /// The host candidate is in the connection's local description.
     pub host_candidate_added: bool,
     /// The host candidate and end-of-candidates were sent to the client.
@@ -127,6 +132,7 @@ pub(crate) struct Sfu {
     next_key: u64,
     /// Earliest time a throttled keyframe request may go out.
     pub next_keyframe_flush: Option<Instant>,
+    pub counters: Arc<SfuCounters>,
 }
 
 /// Upper bound on drain rounds for one input, so a feedback loop between connections cannot spin
@@ -155,6 +161,7 @@ impl Sfu {
             dirty: Vec::new(),
             next_key: 1,
             next_keyframe_flush: None,
+            counters: Arc::default(),
         })
     }
 
@@ -257,6 +264,10 @@ impl Sfu {
             Err(error) => return self.fail_join(events, participant_id, error),
         };
 
+        for _ in 0..2 {
+            self.counters
+                .peer_state_changed(None, Some(RTCPeerConnectionState::New));
+        }
         let key = ParticipantKey(self.next_key);
         self.next_key += 1;
         self.by_ufrag.insert(
@@ -289,7 +300,11 @@ impl Sfu {
             },
         );
         self.keys_by_id.insert(participant_id, key);
-        self.rooms.entry(room.clone()).or_default().push(key);
+        let members = self.rooms.entry(room.clone()).or_insert_with(|| {
+            self.counters.room_created();
+            Vec::new()
+        });
+        members.push(key);
 
         self.subscribe_to_room(now, key);
     }
@@ -310,7 +325,7 @@ impl Sfu {
 
     fn new_peer(&self, now: Instant) -> Result<Peer, rtc::shared::error::Error> {
         let credentials = IceCredentials::random();
-        let pc = build_peer_connection(now, &credentials, &self.config)?;
+        let pc = build_peer_connection(now, &credentials, &self.config, self.counters.clone())?;
         Ok(Peer {
             pc,
             ufrag: credentials.ufrag,
@@ -318,6 +333,7 @@ impl Sfu {
             has_remote_description: false,
             early_checks: Vec::new(),
             connected: false,
+            state: RTCPeerConnectionState::New,
             host_candidate_added: false,
             host_candidate_sent: false,
             next_timeout: None,
@@ -340,10 +356,12 @@ impl Sfu {
             members.retain(|member| *member != key);
             if members.is_empty() {
                 self.rooms.remove(&participant.room);
+                self.counters.room_removed();
             }
         }
         // Subscriptions of this participant only live in its own connection, which closes here.
         for peer in [&mut participant.publisher, &mut participant.subscriber] {
+            self.counters.peer_state_changed(Some(peer.state), None);
             if let Err(error) = peer.pc.close() {
                 debug!(participant_id = %participant.id, %error, "closing peer connection failed");
             }

@@ -22,8 +22,8 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tracing::{debug, error, info_span, Instrument};
 
-use crate::decode::decode_with_id;
 use crate::join::{join, Rejected};
+use crate::metrics::{self, decode_and_count};
 use crate::outbound::{self, encode, Outbound, OutboundError};
 use crate::participant::{rate_limit_close, Attach, Input, SessionHandle};
 use crate::rate::{Admission, RateLimiter};
@@ -88,11 +88,13 @@ pub(crate) fn origin_rejection(state: &AppState, headers: &HeaderMap) -> Option<
         ErrorCode::OriginNotAllowed,
         "the page's origin is not in the server's allowed origins",
     ));
+    metrics::counters().message_sent(&frame.message);
     Some((StatusCode::FORBIDDEN, axum::Json(frame)).into_response())
 }
 
 async fn run(socket: WebSocket, state: AppState, connection_id: u64) {
     debug!("connection opened");
+    let _open = metrics::counters().connection_opened(metrics::Transport::WebSocket);
     let (sink, stream) = socket.split();
     let (outbound, queue) = outbound::channel(state.config.outbound_queue);
     let ping_interval = state.config.ping_interval;
@@ -203,8 +205,15 @@ impl Driver {
                     "binary frames are not accepted, send JSON in text frames",
                 )
             }
-            // tungstenite replies to pings itself; a pong only shows that the client is alive.
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+            // tungstenite replies to pings itself; a pong only shows that the client is alive,
+            // and gives the round trip when it echoes one of our pings.
+            Some(Ok(Message::Ping(_))) => Ok(()),
+            Some(Ok(Message::Pong(payload))) => {
+                if let Some(rtt) = metrics::pong_round_trip(&payload) {
+                    metrics::counters().ping_round_trip(rtt);
+                }
+                Ok(())
+            }
             Some(Ok(Message::Close(frame))) => {
                 debug!(?frame, "client sent close frame");
                 Err(DriverEnd::Transport(TransportEnd::ClientClosed))
@@ -256,7 +265,7 @@ impl Driver {
     }
 
     async fn on_unbound_text(&mut self, text: &str) -> Handled {
-        let frame = match decode_with_id(text) {
+        let frame = match decode_and_count(text) {
             Ok(frame) => frame,
             Err((request_id, error)) => {
                 debug!(%error, "invalid client message");
@@ -303,6 +312,7 @@ impl Driver {
     async fn resume(&mut self, token: &str, last_seq: u64, request_id: Option<String>) -> Handled {
         let Some(session) = self.state.find_session(token) else {
             debug!("resume with an unknown or expired token");
+            metrics::counters().resume(false);
             return self.reply(request_id, not_resumed());
         };
         let Binding::Unbound(outbound) = std::mem::replace(&mut self.binding, Binding::Closed)
@@ -327,10 +337,12 @@ impl Driver {
         }
         match result.await {
             Ok(Ok(())) => {
+                metrics::counters().resume(true);
                 self.binding = Binding::Bound(session);
                 Ok(())
             }
             Ok(Err(outbound)) => {
+                metrics::counters().resume(false);
                 self.binding = Binding::Unbound(outbound);
                 self.reply(request_id, not_resumed())
             }

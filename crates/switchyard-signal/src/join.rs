@@ -115,6 +115,7 @@ pub(crate) async fn join(
             connection,
         },
     );
+    crate::metrics::counters().session_started();
     Ok(Joined {
         handle,
         resume_token,

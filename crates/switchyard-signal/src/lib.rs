@@ -37,6 +37,7 @@ mod config;
 mod connection;
 mod decode;
 mod join;
+pub mod metrics;
 mod names;
 mod outbound;
 mod outbox;

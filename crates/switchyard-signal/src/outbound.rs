@@ -123,7 +123,8 @@ pub(crate) async fn write_loop(
                 None => return Ok(()),
             },
             _ = ping.tick() => {
-                sink.send(Message::Ping(Default::default()))
+                let payload = crate::metrics::ping_payload();
+                sink.send(Message::Ping(payload.to_vec().into()))
                     .await
                     .map_err(OutboundError::Write)?;
                 continue;
@@ -169,6 +170,7 @@ async fn feed(
 /// Encodes a frame as JSON text. Returns `None`, after logging, if encoding fails, which would
 /// be a bug: `ServerFrame` has only string keys and plain values.
 pub(crate) fn encode(frame: &ServerFrame) -> Option<Encoded> {
+    crate::metrics::counters().message_sent(&frame.message);
     match serde_json::to_string(frame) {
         Ok(text) => Some(Encoded {
             seq: frame.seq,

@@ -105,20 +105,23 @@ impl Outbox {
         message
     }
 
-    /// Applies a cumulative acknowledgement of every message up to `seq`.
-    pub(crate) fn ack(&mut self, seq: u64) -> Result<(), OutboxError> {
+    /// Applies a cumulative acknowledgement of every message up to `seq`. Returns when message
+    /// `seq` was pushed, if this acknowledges it for the first time and it was still kept.
+    pub(crate) fn ack(&mut self, seq: u64) -> Result<Option<Instant>, OutboxError> {
         let last_seq = self.last_seq();
         if seq > last_seq {
             return Err(OutboxError::Ahead { seq, last_seq });
         }
         if seq <= self.acked {
-            return Ok(());
+            return Ok(None);
         }
         self.acked = seq;
+        let mut sent_at = None;
         while self.entries.front().is_some_and(|e| e.message.seq <= seq) {
-            self.entries.pop_front();
+            let entry = self.entries.pop_front();
+            sent_at = entry.filter(|e| e.message.seq == seq).map(|e| e.sent_at);
         }
-        Ok(())
+        Ok(sent_at)
     }
 
     /// Returns the messages after `last_seq`, in order, for a client that received everything

@@ -13,7 +13,7 @@ use switchyard_proto::{CloseCode, ErrorCode, ServerFrame, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, info_span, Instrument};
 
-use crate::decode::decode_with_id;
+use crate::metrics::{self, decode_and_count};
 use crate::names::{ParticipantId, RoomName};
 use crate::outbound::{encode, Encoded, Outbound, OutboundError};
 use crate::outbox::{Outbox, OutboxConfig};
@@ -265,7 +265,7 @@ impl Actor {
     }
 
     async fn on_text(&mut self, text: &str) -> Handled {
-        let frame = match decode_with_id(text) {
+        let frame = match decode_and_count(text) {
             Ok(frame) => frame,
             Err((request_id, error)) => {
                 debug!(%error, "invalid client message");
@@ -321,7 +321,12 @@ impl Actor {
 
     fn ack(&mut self, seq: u64) -> Handled {
         match self.outbox.ack(seq) {
-            Ok(()) => Ok(()),
+            Ok(sent_at) => {
+                if let Some(sent_at) = sent_at {
+                    metrics::counters().ack_round_trip(sent_at.elapsed());
+                }
+                Ok(())
+            }
             Err(error) => {
                 debug!(%error, "invalid acknowledgement");
                 self.reply(
@@ -547,6 +552,7 @@ impl Actor {
             Some(code) => self.close_transport(end.farewell(), code),
             None => self.transport = None,
         }
+        metrics::counters().session_ended(metrics::session_end_label(end));
         info!(reason = %end, "session ended");
     }
 }

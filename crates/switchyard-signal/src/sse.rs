@@ -27,8 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
 use crate::connection::origin_rejection;
-use crate::decode::decode_with_id;
 use crate::join::{join, Rejected};
+use crate::metrics::{self, decode_and_count, ConnectionGuard};
 use crate::outbound::{self, Encoded, Outgoing};
 use crate::participant::{Attach, Input, SessionHandle};
 use crate::session::{unbound_step, TransportEnd, Unbound};
@@ -123,7 +123,7 @@ fn split_body(body: String) -> Vec<String> {
 
 /// Handles a body without a session token, which must be `join`.
 async fn join_without_session(state: &AppState, body: &str) -> Response {
-    let frame = match decode_with_id(body) {
+    let frame = match decode_and_count(body) {
         Ok(frame) => frame,
         Err((request_id, error)) => {
             debug!(%error, "invalid client message");
@@ -240,6 +240,7 @@ fn event_stream(
     let state = StreamState {
         queue,
         last_id: last_seq,
+        _open: metrics::counters().connection_opened(metrics::Transport::Sse),
         _detach: session.map(|(handle, connection)| Detach { handle, connection }),
     };
     stream::unfold(state, |mut state| async move {
@@ -262,6 +263,7 @@ struct StreamState {
     queue: mpsc::Receiver<Outgoing>,
     /// `id:` of the last event, reused by events without a sequence number.
     last_id: u64,
+    _open: ConnectionGuard,
     _detach: Option<Detach>,
 }
 
@@ -332,5 +334,6 @@ fn frame_response(
     request_id: Option<String>,
     message: ServerMessage,
 ) -> Response {
+    metrics::counters().message_sent(&message);
     (status, Json(ServerFrame::reply(request_id, message))).into_response()
 }

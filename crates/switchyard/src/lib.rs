@@ -7,6 +7,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod health;
+pub mod metrics;
 mod relay;
 mod server;
 pub mod turn_config;
@@ -14,6 +16,7 @@ pub mod turn_metrics;
 pub mod web;
 
 pub use config::{ConfigError, ServerConfig};
+pub use health::Readiness;
 pub use relay::RelayAddrs;
 pub use server::{run, RunError, RunningServer};
 pub use switchyard_signal::token;

@@ -13,6 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, Instrument};
 
 use crate::config::ServerConfig;
+use crate::health::{self, Readiness};
+use crate::metrics::MetricsSources;
 use crate::relay::{self, RelayAddrs};
 use crate::turn_metrics;
 use crate::web;
@@ -65,6 +67,7 @@ pub struct RunningServer {
     http_addr: SocketAddr,
     media_addr: SocketAddr,
     relay_addrs: Option<RelayAddrs>,
+    readiness: Readiness,
     task: JoinHandle<Result<(), RunError>>,
 }
 
@@ -82,6 +85,13 @@ impl RunningServer {
     /// Listener addresses of the bundled TURN relay, or `None` when it is disabled.
     pub fn relay_addrs(&self) -> Option<&RelayAddrs> {
         self.relay_addrs.as_ref()
+    }
+
+    /// Returns the readiness that `GET /readyz` reports. Call
+    /// [`Readiness::start_draining`] before cancelling the shutdown token to take the server
+    /// out of a load balancer first.
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
     }
 
     /// Waits until the server has stopped: the listener is closed and every session has sent
@@ -118,6 +128,10 @@ pub async fn run(
             source,
         })?;
     let media_addr = sfu.media_addr();
+    let mut metrics = MetricsSources {
+        sfu: sfu.counters(),
+        turn: None,
+    };
 
     let mut signal_config = config.signal_config();
     let (relay_server, relay_addrs) = match config.turn.clone() {
@@ -138,6 +152,7 @@ pub async fn run(
                     .map_err(|source| RunError::BindTurnMetrics { addr, source })?;
             }
             signal_config.turn_relay = Some(relay.credentials);
+            metrics.turn = Some(relay.server.counters());
             (Some(relay.server), Some(relay.addrs))
         }
         None => (None, None),
@@ -145,7 +160,10 @@ pub async fn run(
 
     let store = Arc::new(MemoryRoomStore::new());
     let state = AppState::new(signal_config, store, sfu, shutdown.clone());
-    let router = app(state.clone()).fallback_service(get(web::serve_asset));
+    let readiness = Readiness::new(shutdown.clone());
+    let router = app(state.clone())
+        .merge(operations_routes(metrics, readiness.clone()))
+        .fallback_service(get(web::serve_asset));
     info!(%http_addr, %media_addr, "listening");
 
     let task =
@@ -154,8 +172,17 @@ pub async fn run(
         http_addr,
         media_addr,
         relay_addrs,
+        readiness,
         task,
     })
+}
+
+/// Routes for operators: `/metrics`, `/healthz` and `/readyz`.
+fn operations_routes(metrics: MetricsSources, readiness: Readiness) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", get(move || async move { metrics.response() }))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(move || async move { readiness.response() }))
 }
 
 async fn serve(
