@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{
@@ -215,7 +214,6 @@ pub(crate) fn build_peer_connection(
             Some(config.ice_failed_timeout),
             Some(config.ice_keepalive_interval),
         )
-        .with_srtp_protection_profiles(SRTP_PROFILES.to_vec())
         .build();
 
     RTCPeerConnectionBuilder::new()
@@ -225,16 +223,6 @@ pub(crate) fn build_peer_connection(
         .with_interceptor_registry(registry)
         .build(now)
 }
-
-/// SRTP protection profiles offered in DTLS, in order. AES-128-GCM costs the forwarder less per
-/// packet than AES-CM with HMAC-SHA1, because one pass both encrypts and authenticates. The
-/// `rtc-dtls` 0.21 server picks the first profile of the client's list that is also in this one,
-/// so AES-256-GCM is left out: Chrome lists it before AES-128-GCM, and it would win.
-const SRTP_PROFILES: [SrtpProtectionProfile; 3] = [
-    SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
-    SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
-    SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_32,
-];
 
 /// Builds the server's one host candidate: the media socket's address, or the public address in
 /// its place when the server sits behind 1:1 NAT.
