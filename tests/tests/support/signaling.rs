@@ -110,5 +110,6 @@ pub fn message_type(message: &ServerMessage) -> &'static str {
         ServerMessage::RoomMetadata { .. } => "room_metadata",
         ServerMessage::ParticipantMetadata { .. } => "participant_metadata",
         ServerMessage::Chat { .. } => "chat",
+        ServerMessage::PeerSignal { .. } => "peer_signal",
     }
 }
