@@ -8,6 +8,8 @@ import { Call } from './call.js';
 import { RELAY_TRANSPORTS } from './ice.js';
 import { SignalingClient, signalingUrl } from './signaling.js';
 import { TileGrid } from './tiles.js';
+import { TransferManager } from './transfer.js';
+import { TransferPanel } from './transfer-ui.js';
 
 // Older messages are dropped once this many are on screen.
 const MAX_MESSAGES = 5;
@@ -36,6 +38,16 @@ const grid = new TileGrid(view.grid, () => {
 
 const states = { signaling: 'idle', publisher: 'none', subscriber: 'none' };
 
+const files = new TransferPanel(
+  {
+    peer: document.getElementById('file-peer'),
+    input: document.getElementById('file-input'),
+    drop: document.getElementById('file-drop'),
+    list: document.getElementById('transfers'),
+  },
+  (kind, text) => showMessage(kind, text),
+);
+
 // The current session, or null while the join form is shown.
 let session = null;
 
@@ -44,7 +56,9 @@ async function join(room, name) {
   if (session) {
     return;
   }
-  session = { room, name, signaling: null, call: null, localStream: null, names: new Map() };
+  session = {
+    room, name, signaling: null, call: null, transfers: null, localStream: null, names: new Map(),
+  };
   const current = session;
   resetConnectionStates();
   showCallView(room);
@@ -62,9 +76,12 @@ async function join(room, name) {
   // `?transport=sse` or `?transport=websocket` skips the automatic choice.
   const transport = new URLSearchParams(window.location.search).get('transport') ?? 'auto';
   const signaling = new SignalingClient(signalingUrl(window.location), { transport });
-  const call = new Call(signaling, localStream, { relay: readRelayParameter() });
+  const relay = readRelayParameter();
+  const call = new Call(signaling, localStream, { relay });
   current.signaling = signaling;
   current.call = call;
+  current.transfers = new TransferManager(signaling, { relay });
+  files.attach(current.transfers);
   wireSignaling(current, signaling);
   wireCall(current, call);
 
@@ -93,6 +110,8 @@ function endSession() {
     return;
   }
   session.call?.close();
+  session.transfers?.close();
+  files.detach();
   stopStream(session.localStream);
   session = null;
   grid.clear();
@@ -303,6 +322,10 @@ function installTestHook() {
     },
     get lastSeq() {
       return session?.signaling?.lastSeq ?? 0;
+    },
+    /** The session's TransferManager (see transfer.js), or null. */
+    get files() {
+      return session?.transfers ?? null;
     },
     /** Snapshot of the remote tiles: participant id to `{ name, element, stream }`. */
     get tiles() {

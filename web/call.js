@@ -139,6 +139,9 @@ export class Call extends EventTarget {
       case 'ok':
         // Success reply to a request that has no other reply.
         return;
+      case 'peer_signal':
+        // Peer-to-peer connections for file transfers; transfer.js handles them.
+        return;
       default:
         console.warn('switchyard: ignored server message of unknown type', message.type);
     }

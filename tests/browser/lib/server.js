@@ -38,12 +38,12 @@ export function resolveServerBinary() {
 /**
  * Starts the server on free loopback ports and waits until it responds to HTTP. The bundled
  * TURN relay listens on one more free port, for UDP and TCP, set in a relay config file next to
- * the log.
+ * the log. `turnConfig` lines are appended to that file, and `args` to the server's arguments.
  *
  * Output goes to `artifacts/<logName>`. Returns `{ url, pid, turnPort, logTail, stop }`, where
  * `stop()` sends SIGTERM to the server's PID and SIGKILL if it has not exited within 5 s.
  */
-export async function startServer({ logName = 'server.log' } = {}) {
+export async function startServer({ logName = 'server.log', args: extraArgs = [], turnConfig: turnLines = '' } = {}) {
   const binary = resolveServerBinary();
   const httpPort = await findFreePort(['tcp']);
   const mediaPort = await findFreePort(['udp', 'tcp'], [httpPort]);
@@ -51,12 +51,13 @@ export async function startServer({ logName = 'server.log' } = {}) {
   const turnConfig = artifactPath(`${logName}.turn.toml`);
   writeFileSync(
     turnConfig,
-    `listen-udp = ["127.0.0.1:${turnPort}"]\nlisten-tcp = ["127.0.0.1:${turnPort}"]\n`,
+    `listen-udp = ["127.0.0.1:${turnPort}"]\nlisten-tcp = ["127.0.0.1:${turnPort}"]\n${turnLines}`,
   );
   const args = [
     '--http', `127.0.0.1:${httpPort}`,
     '--media', `127.0.0.1:${mediaPort}`,
     '--turn-config', turnConfig,
+    ...extraArgs,
   ];
 
   const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], env: serverEnvironment() });
