@@ -4,14 +4,11 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tracing::{debug, info};
+use tracing::{error, info};
 
+use crate::batch::{BatchSocket, BATCH};
 use crate::handle::Command;
 use crate::sfu::Sfu;
-
-/// Largest datagram read from the socket. Media packets stay under the path MTU, but a larger
-/// buffer keeps an oversized datagram from being truncated into something misleading.
-const RECEIVE_BUFFER: usize = 64 * 1024;
 
 /// How long the loop sleeps when no timer is pending.
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
@@ -22,17 +19,23 @@ pub(crate) async fn run(
     mut sfu: Sfu,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
-    let mut buffer = vec![0u8; RECEIVE_BUFFER];
+    let mut socket = match BatchSocket::new(socket) {
+        Ok(socket) => socket,
+        Err(error) => {
+            error!(%error, "could not set up the media socket; SFU stopped");
+            return;
+        }
+    };
+    let mut transmits = Vec::with_capacity(BATCH);
     loop {
         // Send everything the last step produced before waiting again.
         while let Some(transmit) = sfu.poll_transmit() {
-            if let Err(error) = socket
-                .send_to(&transmit.payload, transmit.destination)
-                .await
-            {
-                debug!(destination = %transmit.destination, %error, "media send failed");
+            transmits.push(transmit);
+            if transmits.len() == BATCH {
+                socket.send_all(&mut transmits).await;
             }
         }
+        socket.send_all(&mut transmits).await;
 
         let deadline = sfu
             .poll_timeout()
@@ -46,10 +49,12 @@ pub(crate) async fn run(
                 Some(command) => sfu.handle_command(Instant::now(), command),
                 None => break,
             },
-            received = socket.recv_from(&mut buffer) => match received {
-                Ok((len, source)) => sfu.handle_datagram(Instant::now(), source, &buffer[..len]),
-                // ICMP errors from earlier sends surface here on Linux; they concern one peer only.
-                Err(error) => debug!(%error, "media receive failed"),
+            readable = socket.readable() => {
+                if readable.is_ok() {
+                    // One clock reading serves the whole batch: it was read in one system call.
+                    let now = Instant::now();
+                    socket.receive_batch(|source, payload| sfu.handle_datagram(now, source, payload));
+                }
             },
             () = timer => sfu.handle_timeout(Instant::now()),
         }

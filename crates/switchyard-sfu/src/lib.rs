@@ -7,6 +7,7 @@
 //! signaling layer talks to that task through an [`SfuHandle`] and receives SDP, candidates and
 //! track notices as [`switchyard_proto::ServerMessage`] values on a per-participant channel.
 
+mod batch;
 mod config;
 mod driver;
 mod forward;
