@@ -2,9 +2,9 @@
 // sanitising, and the numbers shown in the progress display.
 
 /**
- * Payload bytes per chunk. Every chunk but the last of a file is exactly this long. With the
- * header, a chunk message is 64 KiB, the message size that browsers' data channels have long
- * handled without fragmenting it themselves.
+ * Payload bytes per chunk. Every chunk but the last of a file is exactly this long, so a chunk
+ * message with its header is 64 KiB, well under the 256 KiB that Chromium announces in
+ * `a=max-message-size`.
  */
 export const CHUNK_BYTES = 64 * 1024 - 4;
 
@@ -52,9 +52,10 @@ const WINDOWS_DEVICE_NAME = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$/iu;
 const EXTENSION = /\.[^.]{1,16}$/u;
 
 /**
- * Returns a name that is safe to save a received file under: one path component without
- * separators, control or bidirectional-override characters, not hidden and not a Windows device
- * name, at most MAX_SAVED_NAME_BYTES bytes of UTF-8 with its extension kept, and never empty.
+ * Returns a name that is safe to save a received file under. The result is one path component
+ * without separators, control or bidirectional-override characters. It is not hidden, not a
+ * Windows device name, at most MAX_SAVED_NAME_BYTES bytes of UTF-8 with its extension kept, and
+ * never empty.
  */
 export function sanitizeFileName(name) {
   let clean = String(name ?? '').normalize('NFC').replace(UNSAFE_CHARACTERS, '_');
@@ -128,7 +129,7 @@ export class RateMeter {
   #lastBytes = 0;
   bytesPerSecond = 0;
 
-  /** Records that the counter stands at `bytes` at time `now` in milliseconds. */
+  /** Records that the counter is at `bytes` at time `now` in milliseconds. */
   update(bytes, now = performance.now()) {
     if (this.#lastTime === null || bytes < this.#lastBytes) {
       this.#lastTime = now;

@@ -4,7 +4,7 @@
 // The sender reads the file one chunk at a time with `File.slice`, waits whenever the channel
 // buffers more than HIGH_WATER_BYTES, and hashes each chunk once with the incremental SHA-256.
 // The receiver hashes what arrives, acknowledges every ACK_EVERY_CHUNKS chunks, and collects
-// the chunks in Blobs of BLOB_PART_CHUNKS chunks each, so its JavaScript heap holds at most one
+// the chunks in Blobs of BLOB_PART_CHUNKS chunks each, so its JavaScript heap keeps at most one
 // such part. When the connection drops, both sides keep their state; once a new connection
 // opens, the sender offers the file again and the receiver answers with the number of chunks
 // it already holds, from which the sender goes on.
@@ -106,7 +106,7 @@ export class TransferManager extends EventTarget {
 
   /**
    * Offers `file` to participant `peerId`. Returns the transfer's key, or null when the file
-   * cannot be sent; a `notice` then says why.
+   * cannot be sent, and then a `notice` gives the reason.
    */
   send(peerId, file) {
     const name = this.#peers.get(peerId);
@@ -836,6 +836,12 @@ export class TransferManager extends EventTarget {
     const finished = transfer.state === 'complete';
     transfer.meter.update(done);
     const speed = transfer.meter.bytesPerSecond;
+    let secondsLeft = Infinity;
+    if (finished) {
+      secondsLeft = 0;
+    } else if (speed > 0) {
+      secondsLeft = (transfer.size - done) / speed;
+    }
     return Object.freeze({
       key: transfer.key,
       id: transfer.id,
@@ -848,7 +854,7 @@ export class TransferManager extends EventTarget {
       state: transfer.state,
       doneBytes: finished ? transfer.size : done,
       bytesPerSecond: speed,
-      secondsLeft: finished ? 0 : speed > 0 ? (transfer.size - done) / speed : Infinity,
+      secondsLeft,
       path: this.#links.get(transfer.peerId)?.path ?? null,
       message: transfer.message,
       digest: transfer.digest,
