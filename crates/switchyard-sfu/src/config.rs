@@ -22,6 +22,10 @@ pub struct SfuConfig {
     pub ice_failed_timeout: Duration,
     /// Interval of ICE keepalives on an idle connection. Default 2 seconds.
     pub ice_keepalive_interval: Duration,
+    /// Number of SFU tasks, each with its own socket on the media address (`SO_REUSEPORT`).
+    /// Rooms are spread over them, and one room always stays on one task. Default: the number
+    /// of CPUs.
+    pub workers: usize,
 }
 
 impl Default for SfuConfig {
@@ -32,6 +36,7 @@ impl Default for SfuConfig {
             ice_disconnected_timeout: Duration::from_secs(5),
             ice_failed_timeout: Duration::from_secs(25),
             ice_keepalive_interval: Duration::from_secs(2),
+            workers: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
 }

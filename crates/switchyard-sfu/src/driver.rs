@@ -1,10 +1,12 @@
-//! The tokio task that owns the media socket and the [`Sfu`] state machine.
+//! The tokio task that owns one media socket and one [`Sfu`] state machine (a shard).
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tracing::{error, info};
+use tracing::{error, info, trace};
 
 use crate::batch::{BatchSocket, BATCH};
 use crate::handle::Command;
@@ -13,16 +15,27 @@ use crate::sfu::Sfu;
 /// How long the loop sleeps when no timer is pending.
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
 
-/// Runs the SFU until every [`crate::SfuHandle`] is dropped.
-pub(crate) async fn run(
-    socket: UdpSocket,
-    mut sfu: Sfu,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-) {
+/// Datagrams that may wait for a shard after another shard's socket read them. More are dropped,
+/// as a full socket buffer would drop them.
+pub(crate) const INBOX_CAPACITY: usize = 4096;
+
+/// Channel of datagrams that another shard's socket read for this shard's peers.
+pub(crate) type InboxSender = mpsc::Sender<(SocketAddr, Vec<u8>)>;
+
+/// Everything a shard receives besides its socket's datagrams.
+pub(crate) struct Mailboxes {
+    pub commands: mpsc::UnboundedReceiver<Command>,
+    pub inbox: mpsc::Receiver<(SocketAddr, Vec<u8>)>,
+    /// Every shard's inbox, indexed by shard.
+    pub shards: Arc<[InboxSender]>,
+}
+
+/// Runs one shard until every [`crate::SfuHandle`] is dropped.
+pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxes) {
     let mut socket = match BatchSocket::new(socket) {
         Ok(socket) => socket,
         Err(error) => {
-            error!(%error, "could not set up the media socket; SFU stopped");
+            error!(%error, shard = sfu.shard, "could not set up the media socket; SFU shard stopped");
             return;
         }
     };
@@ -45,7 +58,7 @@ pub(crate) async fn run(
         tokio::select! {
             biased;
 
-            command = commands.recv() => match command {
+            command = mailboxes.commands.recv() => match command {
                 Some(command) => sfu.handle_command(Instant::now(), command),
                 None => break,
             },
@@ -53,11 +66,41 @@ pub(crate) async fn run(
                 if readable.is_ok() {
                     // One clock reading serves the whole batch: it was read in one system call.
                     let now = Instant::now();
-                    socket.receive_batch(|source, payload| sfu.handle_datagram(now, source, payload));
+                    socket.receive_batch(|source, payload| {
+                        dispatch(&mut sfu, &mailboxes.shards, now, source, payload);
+                    });
                 }
+            },
+            Some((source, payload)) = mailboxes.inbox.recv() => {
+                sfu.handle_datagram(Instant::now(), source, &payload);
             },
             () = timer => sfu.handle_timeout(Instant::now()),
         }
     }
-    info!("SFU stopped");
+    info!(shard = sfu.shard, "SFU shard stopped");
+}
+
+/// Handles a datagram that this shard's socket read, or passes it to the shard that owns its
+/// peer. Datagrams of no known peer go to this shard's state machine, which drops them.
+fn dispatch(
+    sfu: &mut Sfu,
+    shards: &[InboxSender],
+    now: Instant,
+    source: SocketAddr,
+    payload: &[u8],
+) {
+    if sfu.owns(source, payload) {
+        sfu.handle_datagram(now, source, payload);
+        return;
+    }
+    match sfu.routes.owner(source, payload) {
+        Some(owner) if owner != sfu.shard => {
+            if let Some(inbox) = shards.get(owner) {
+                if inbox.try_send((source, payload.to_vec())).is_err() {
+                    trace!(%source, owner, "shard inbox full; datagram dropped");
+                }
+            }
+        }
+        _ => sfu.handle_datagram(now, source, payload),
+    }
 }

@@ -1,7 +1,10 @@
 //! Command interface between the signaling layer and the SFU task.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use socket2::{Domain, Protocol, Socket, Type};
 
 use switchyard_proto::{Candidate, ServerFrame, Target};
 use tokio::net::UdpSocket;
@@ -11,6 +14,7 @@ use tracing::info;
 use crate::driver;
 use crate::metrics::SfuCounters;
 use crate::sfu::Sfu;
+use crate::shard::{shard_of_room, ShardRoutes};
 use crate::SfuConfig;
 
 /// Channel on which the SFU sends one participant's SDP, candidates, track notices and errors,
@@ -44,13 +48,58 @@ pub(crate) enum Command {
     Leave {
         participant_id: String,
     },
+    /// A command sent from inside a span, usually a signaling request's. The SFU runs it in a
+    /// child span, so a trace shows the SFU work that the request caused.
+    Traced(Box<Command>, tracing::Span),
+}
+
+impl Command {
+    /// Returns the command's name for its span.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Join { .. } => "join",
+            Command::PublishOffer { .. } => "publish_offer",
+            Command::SubscriberAnswer { .. } => "subscriber_answer",
+            Command::Candidate { .. } => "candidate",
+            Command::Leave { .. } => "leave",
+            Command::Traced(command, _) => command.name(),
+        }
+    }
+
+    /// Returns the command inside its span wrapper, if any.
+    fn inner(&self) -> &Command {
+        match self {
+            Command::Traced(command, _) => command.inner(),
+            command => command,
+        }
+    }
+
+    /// Returns the span the SFU runs this command in, and the command without its span.
+    pub(crate) fn into_span(self) -> (tracing::Span, Command) {
+        match self {
+            Command::Traced(command, parent) => {
+                let name = command.name();
+                let span = tracing::info_span!(
+                    parent: &parent,
+                    "sfu_command",
+                    otel.name = %format_args!("sfu {name}"),
+                    command = name,
+                );
+                (span, *command)
+            }
+            command => (tracing::Span::none(), command),
+        }
+    }
 }
 
 /// Cheap, cloneable handle to the SFU task. Every method only queues a command, so none blocks.
 /// The task stops when the last handle is dropped.
 #[derive(Clone, Debug)]
 pub struct SfuHandle {
-    commands: mpsc::UnboundedSender<Command>,
+    /// One command channel per shard.
+    shards: Arc<[mpsc::UnboundedSender<Command>]>,
+    /// The shard of every joined participant, by participant id.
+    owners: Arc<Mutex<HashMap<String, usize>>>,
     media_addr: SocketAddr,
     counters: Arc<SfuCounters>,
 }
@@ -136,19 +185,57 @@ impl SfuHandle {
     }
 
     fn send(&self, command: Command) {
+        let span = tracing::Span::current();
+        let command = if span.is_disabled() {
+            command
+        } else {
+            Command::Traced(Box::new(command), span)
+        };
+        let shard = self.shard_for(&command);
         // The task only stops once every handle is dropped, so the channel is open while `self`
         // exists. A failed send cannot happen, and would be harmless.
-        let _ = self.commands.send(command);
+        let _ = self.shards[shard].send(command);
+    }
+
+    /// Picks the shard that runs a command: a join goes to its room's shard, and every later
+    /// command of that participant follows it there. Commands for unknown participants go to
+    /// shard 0, which replies with an error as for any unknown participant.
+    fn shard_for(&self, command: &Command) -> usize {
+        // A panic while holding the lock cannot leave the map half-written: every access is
+        // one insert, lookup or remove.
+        let mut owners = self
+            .owners
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match command.inner() {
+            Command::Join {
+                room,
+                participant_id,
+                ..
+            } => {
+                let shard = shard_of_room(room, self.shards.len());
+                owners.insert(participant_id.clone(), shard);
+                shard
+            }
+            Command::Leave { participant_id } => owners.remove(participant_id).unwrap_or(0),
+            Command::PublishOffer { participant_id, .. }
+            | Command::SubscriberAnswer { participant_id, .. }
+            | Command::Candidate { participant_id, .. } => {
+                owners.get(participant_id).copied().unwrap_or(0)
+            }
+            Command::Traced(..) => 0,
+        }
     }
 }
 
-/// Binds the media socket and spawns the SFU task on the current tokio runtime.
+/// Binds the media sockets and spawns one SFU task per worker on the current tokio runtime.
 ///
-/// Fails when the socket cannot be bound, or when it is bound to an unspecified address
+/// Fails when a socket cannot be bound, or when it is bound to an unspecified address
 /// (`0.0.0.0`, `::`) without a public address to advertise.
 pub async fn start(config: SfuConfig) -> std::io::Result<SfuHandle> {
-    let socket = UdpSocket::bind(config.bind).await?;
-    let media_addr = socket.local_addr()?;
+    let workers = config.workers.max(1);
+    let first = bind_media_socket(config.bind, workers > 1)?;
+    let media_addr = first.local_addr()?;
     let advertised = match config.public_ip {
         Some(ip) => SocketAddr::new(ip, media_addr.port()),
         None if media_addr.ip().is_unspecified() => {
@@ -162,14 +249,64 @@ pub async fn start(config: SfuConfig) -> std::io::Result<SfuHandle> {
         }
         None => media_addr,
     };
-    let sfu = Sfu::new(config, media_addr, advertised).map_err(std::io::Error::other)?;
-    let counters = sfu.counters.clone();
-    let (commands, receiver) = mpsc::unbounded_channel();
-    info!(%media_addr, %advertised, "SFU media socket bound");
-    tokio::spawn(driver::run(socket, sfu, receiver));
+    let mut sockets = vec![first];
+    for _ in 1..workers {
+        sockets.push(bind_media_socket(media_addr, true)?);
+    }
+
+    let counters = Arc::new(SfuCounters::default());
+    let routes = Arc::new(ShardRoutes::default());
+    let mut commands = Vec::with_capacity(workers);
+    let mut command_receivers = Vec::with_capacity(workers);
+    let mut inboxes = Vec::with_capacity(workers);
+    let mut inbox_receivers = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        commands.push(sender);
+        command_receivers.push(receiver);
+        let (sender, receiver) = mpsc::channel(driver::INBOX_CAPACITY);
+        inboxes.push(sender);
+        inbox_receivers.push(receiver);
+    }
+    let inboxes: Arc<[driver::InboxSender]> = inboxes.into();
+
+    let tasks = sockets
+        .into_iter()
+        .zip(command_receivers)
+        .zip(inbox_receivers);
+    for (shard, ((socket, commands), inbox)) in tasks.enumerate() {
+        let mut sfu =
+            Sfu::new(config.clone(), media_addr, advertised).map_err(std::io::Error::other)?;
+        sfu.counters = counters.clone();
+        sfu.routes = routes.clone();
+        sfu.shard = shard;
+        let mailboxes = driver::Mailboxes {
+            commands,
+            inbox,
+            shards: inboxes.clone(),
+        };
+        tokio::spawn(driver::run(socket, sfu, mailboxes));
+    }
+    info!(%media_addr, %advertised, workers, "SFU media sockets bound");
     Ok(SfuHandle {
-        commands,
+        shards: commands.into(),
+        owners: Arc::default(),
         media_addr,
         counters,
     })
+}
+
+/// Binds one media socket, with `SO_REUSEPORT` when several workers share the address.
+fn bind_media_socket(address: SocketAddr, reuse_port: bool) -> std::io::Result<UdpSocket> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    UdpSocket::from_std(socket.into())
 }

@@ -23,6 +23,7 @@ use crate::forward::{PublishedTrack, Subscription};
 use crate::handle::{Command, EventSender};
 use crate::metrics::SfuCounters;
 use crate::peer::{build_peer_connection, host_candidate, IceCredentials};
+use crate::shard::ShardRoutes;
 use crate::stun;
 use crate::SfuConfig;
 
@@ -133,6 +134,9 @@ pub(crate) struct Sfu {
     /// Earliest time a throttled keyframe request may go out.
     pub next_keyframe_flush: Option<Instant>,
     pub counters: Arc<SfuCounters>,
+    /// Owners of ufrags and addresses across shards, and this state machine's shard index.
+    pub routes: Arc<ShardRoutes>,
+    pub shard: usize,
 }
 
 /// Upper bound on drain rounds for one input, so a feedback loop between connections cannot spin
@@ -162,11 +166,15 @@ impl Sfu {
             next_key: 1,
             next_keyframe_flush: None,
             counters: Arc::default(),
+            routes: Arc::default(),
+            shard: 0,
         })
     }
 
     /// Applies one command from the signaling layer.
     pub fn handle_command(&mut self, now: Instant, command: Command) {
+        let (span, command) = command.into_span();
+        let _entered = span.enter();
         match command {
             Command::Join {
                 room,
@@ -208,6 +216,8 @@ impl Sfu {
                     self.leave(now, key);
                 }
             }
+            // `into_span` unwrapped it, and commands are wrapped once.
+            Command::Traced(command, _) => self.handle_command(now, *command),
         }
         self.drain_dirty(now);
     }
@@ -284,6 +294,8 @@ impl Sfu {
                 target: Target::Subscriber,
             },
         );
+        self.routes.bind_ufrag(&publisher.ufrag, self.shard);
+        self.routes.bind_ufrag(&subscriber.ufrag, self.shard);
         info!(room_id = %room, participant_id = %participant_id, "participant joined the SFU");
         self.participants.insert(
             key,
@@ -350,7 +362,16 @@ impl Sfu {
         self.keys_by_id.remove(&participant.id);
         self.by_ufrag.remove(&participant.publisher.ufrag);
         self.by_ufrag.remove(&participant.subscriber.ufrag);
-        self.by_address.retain(|_, peer| peer.participant != key);
+        self.routes.unbind_ufrag(&participant.publisher.ufrag);
+        self.routes.unbind_ufrag(&participant.subscriber.ufrag);
+        let routes = &self.routes;
+        self.by_address.retain(|address, peer| {
+            let keep = peer.participant != key;
+            if !keep {
+                routes.unbind_address(address);
+            }
+            keep
+        });
         self.dirty.retain(|peer| peer.participant != key);
         if let Some(members) = self.rooms.get_mut(&participant.room) {
             members.retain(|member| *member != key);
@@ -422,10 +443,22 @@ impl Sfu {
         if let Some(ufrag) = stun::local_ufrag(payload) {
             if let Some(peer) = self.by_ufrag.get(ufrag).copied() {
                 self.by_address.insert(source, peer);
+                self.routes.bind_address(source, self.shard);
                 return Some(peer);
             }
         }
         self.by_address.get(&source).copied()
+    }
+
+    /// Tells whether a datagram belongs to one of this state machine's connections, by the same
+    /// rules as [`Sfu::handle_datagram`] uses to route it.
+    pub fn owns(&self, source: SocketAddr, payload: &[u8]) -> bool {
+        if let Some(ufrag) = stun::local_ufrag(payload) {
+            if self.by_ufrag.contains_key(ufrag) {
+                return true;
+            }
+        }
+        self.by_address.contains_key(&source)
     }
 
     /// Runs the timers of every connection that is due.
