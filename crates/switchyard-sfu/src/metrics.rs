@@ -139,7 +139,7 @@ impl NamedCounters {
     }
 }
 
-/// Why a received RTP packet was not forwarded to a subscriber.
+/// Reason a received RTP packet was not forwarded to a subscriber.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DropReason {
     /// The payload type was not negotiated on the publisher connection.

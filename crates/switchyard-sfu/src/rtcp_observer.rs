@@ -1,9 +1,9 @@
 //! An interceptor next to the wire that counts RTCP feedback in both directions and measures
 //! the round-trip time to the remote from its receiver reports.
 //!
-//! The round-trip time follows RFC 3550 section 6.4.1: a report block names, in LSR, the middle
-//! 32 bits of the NTP timestamp of the last sender report it got from us, and in DLSR how long
-//! the remote held it, in units of 1/65536 s. The observer remembers when each of its recent
+//! The round-trip time follows RFC 3550 section 6.4.1. A report block names, in LSR, the middle
+//! 32 bits of the NTP timestamp of the last sender report the remote received from us. DLSR is
+//! how long the remote held that report, in units of 1/65536 s. The observer remembers when each of its recent
 //! sender reports left, so the round trip is the time since that report minus DLSR. This does
 //! not depend on how `rtc` maps its clock to NTP time.
 
@@ -24,7 +24,7 @@ use rtc::shared::error::Error as RtcError;
 
 use crate::metrics::{Feedback, SfuCounters};
 
-/// Sender reports remembered per connection. Browsers answer within a few seconds and the
+/// Sender reports remembered per connection. Browsers send receiver reports every few seconds and the
 /// `rtc` sender report interval is one second, so a handful covers every stream of a call.
 const REMEMBERED_REPORTS: usize = 16;
 

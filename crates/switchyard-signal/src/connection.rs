@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::SplitStream;
 use futures_util::StreamExt;
-use switchyard_proto::{CloseCode, ErrorCode, ServerFrame, ServerMessage};
+use switchyard_proto::{ClientFrame, CloseCode, ErrorCode, ServerFrame, ServerMessage};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -29,6 +29,7 @@ use crate::participant::{rate_limit_close, Attach, Input, SessionHandle};
 use crate::rate::{Admission, RateLimiter};
 use crate::session::{unbound_step, JoinRequest, SessionEnd, TransportEnd, Unbound};
 use crate::state::AppState;
+use crate::trace::{request_span, TraceParent};
 
 /// Handles `GET /v1/ws`: applies the message size limit and starts the driver after the
 /// upgrade.
@@ -45,6 +46,7 @@ pub(crate) async fn upgrade(
     }
 
     let connection_id = state.next_connection_id();
+    let trace = TraceParent::from_headers(&headers);
     // Taken before the upgrade so that shutdown also waits for connections that are starting.
     let tracker_token = state.sessions.token();
     let limit = state.config.max_message_size;
@@ -58,7 +60,7 @@ pub(crate) async fn upgrade(
         .on_upgrade(move |socket| {
             let span = info_span!("connection", connection_id);
             async move {
-                run(socket, state, connection_id).await;
+                run(socket, state, connection_id, trace).await;
                 drop(tracker_token);
             }
             .instrument(span)
@@ -92,7 +94,7 @@ pub(crate) fn origin_rejection(state: &AppState, headers: &HeaderMap) -> Option<
     Some((StatusCode::FORBIDDEN, axum::Json(frame)).into_response())
 }
 
-async fn run(socket: WebSocket, state: AppState, connection_id: u64) {
+async fn run(socket: WebSocket, state: AppState, connection_id: u64, trace: Option<TraceParent>) {
     debug!("connection opened");
     let _open = metrics::counters().connection_opened(metrics::Transport::WebSocket);
     let (sink, stream) = socket.split();
@@ -110,6 +112,7 @@ async fn run(socket: WebSocket, state: AppState, connection_id: u64) {
         connection_id,
         stream,
         binding: Binding::Unbound(outbound),
+        trace,
         writer,
         writer_done: false,
     };
@@ -147,6 +150,9 @@ struct Driver {
     connection_id: u64,
     stream: SplitStream<WebSocket>,
     binding: Binding,
+    /// Trace context from the upgrade request's `traceparent`, the parent of every request
+    /// span on this connection.
+    trace: Option<TraceParent>,
     writer: JoinHandle<Result<(), OutboundError>>,
     writer_done: bool,
 }
@@ -239,6 +245,7 @@ impl Driver {
                 let input = Input::Text {
                     connection: Some(self.connection_id),
                     text: text.to_owned(),
+                    trace: self.trace,
                 };
                 // A session that ended has closed the queue, and the writer stops soon.
                 let _ = session.send(input);
@@ -273,6 +280,12 @@ impl Driver {
                 return self.reply(request_id, reply);
             }
         };
+        let span = request_span(&frame.message, frame.id.as_deref(), "", "", self.trace);
+        self.on_unbound_frame(frame).instrument(span).await
+    }
+
+    /// Handles one decoded message before the connection carries a session.
+    async fn on_unbound_frame(&mut self, frame: ClientFrame) -> Handled {
         match unbound_step(frame.message) {
             Unbound::Reply(reply) => {
                 debug!(?reply, "rejected client message");

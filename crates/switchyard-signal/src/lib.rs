@@ -50,6 +50,7 @@ mod sse;
 mod state;
 mod store;
 pub mod token;
+mod trace;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -72,6 +73,7 @@ pub use store::{
     DuplicateIdentity, JoinPolicy, Member, MemoryRoomStore, RoomEvent, RoomEventSender,
     RoomSnapshot, RoomStore, StoreError,
 };
+pub use trace::TRACEPARENT;
 
 /// Path of the WebSocket endpoint.
 pub const WS_PATH: &str = "/v1/ws";

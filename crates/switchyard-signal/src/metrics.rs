@@ -232,7 +232,7 @@ pub(crate) fn session_end_label(end: SessionEnd) -> &'static str {
 }
 
 /// Returns the `type` of a client message as it appears on the wire.
-fn client_type(message: &ClientMessage) -> &'static str {
+pub(crate) fn client_type(message: &ClientMessage) -> &'static str {
     match message {
         ClientMessage::Join { .. } => "join",
         ClientMessage::Resume { .. } => "resume",
@@ -243,9 +243,7 @@ fn client_type(message: &ClientMessage) -> &'static str {
         ClientMessage::Leave => "leave",
         ClientMessage::SetMetadata { .. } => "set_metadata",
         ClientMessage::Chat { .. } => "chat",
-        // NOTE: a message type added to the protocol counts as `other` until it is listed here.
-        #[allow(unreachable_patterns)]
-        _ => "other",
+        ClientMessage::PeerSignal { .. } => "peer_signal",
     }
 }
 
@@ -266,9 +264,7 @@ fn server_type(message: &ServerMessage) -> &'static str {
         ServerMessage::ParticipantMetadata { .. } => "participant_metadata",
         ServerMessage::Chat { .. } => "chat",
         ServerMessage::Error { .. } => "error",
-        // NOTE: a message type added to the protocol counts as `other` until it is listed here.
-        #[allow(unreachable_patterns)]
-        _ => "other",
+        ServerMessage::PeerSignal { .. } => "peer_signal",
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use switchyard_proto::{CloseCode, ErrorCode, ServerFrame, ServerMessage};
+use switchyard_proto::{ClientFrame, CloseCode, ErrorCode, ServerFrame, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, info_span, Instrument};
 
@@ -25,6 +25,7 @@ use crate::session::{
 use crate::state::AppState;
 use crate::store::{RoomEvent, RoomSnapshot, StoreError};
 use crate::token::Grants;
+use crate::trace::{request_span, TraceParent};
 
 /// Channel into a session task.
 pub(crate) type SessionHandle = mpsc::UnboundedSender<Input>;
@@ -33,10 +34,11 @@ pub(crate) type SessionHandle = mpsc::UnboundedSender<Input>;
 #[derive(Debug)]
 pub(crate) enum Input {
     /// Text of one client message, from the attached connection or, with `connection` set to
-    /// `None`, from `POST /v1/send`.
+    /// `None`, from `POST /v1/send`, with the client's trace context if it sent one.
     Text {
         connection: Option<u64>,
         text: String,
+        trace: Option<TraceParent>,
     },
     /// A client frame the driver already rejected, for example a binary frame.
     Rejected {
@@ -84,10 +86,14 @@ pub(crate) fn start(state: &AppState, session: NewSession) -> (SessionHandle, St
     let (handle, inputs) = mpsc::unbounded_channel();
     state.register_session(&token, handle.clone());
 
+    let session_id = state.next_connection_id();
+    // A root: the session outlives the request that started it.
     let span = info_span!(
+        parent: None,
         "session",
         room_id = %session.room,
-        participant_id = %session.participant_id
+        participant_id = %session.participant_id,
+        session_id,
     );
     let config = &state.config;
     let actor = Actor {
@@ -233,8 +239,9 @@ impl Actor {
             Input::Text {
                 connection: None,
                 text,
+                trace,
             } => match self.posted_rate.admit(Instant::now()) {
-                Admission::Allow => self.on_text(&text).await,
+                Admission::Allow => self.on_text(&text, trace).await,
                 Admission::Drop | Admission::Close => {
                     debug!("posted message over the rate limit dropped");
                     self.reply(None, rate_limited())
@@ -243,7 +250,8 @@ impl Actor {
             Input::Text {
                 connection: Some(connection),
                 text,
-            } if self.is_attached(connection) => self.on_text(&text).await,
+                trace,
+            } if self.is_attached(connection) => self.on_text(&text, trace).await,
             Input::Rejected {
                 connection,
                 code,
@@ -264,7 +272,7 @@ impl Actor {
             .is_some_and(|transport| transport.connection == connection)
     }
 
-    async fn on_text(&mut self, text: &str) -> Handled {
+    async fn on_text(&mut self, text: &str, trace: Option<TraceParent>) -> Handled {
         let frame = match decode_and_count(text) {
             Ok(frame) => frame,
             Err((request_id, error)) => {
@@ -275,6 +283,18 @@ impl Actor {
                 );
             }
         };
+        let span = request_span(
+            &frame.message,
+            frame.id.as_deref(),
+            self.room.as_str(),
+            self.participant_id.as_str(),
+            trace,
+        );
+        self.on_frame(frame).instrument(span).await
+    }
+
+    /// Handles one decoded client message inside its request span.
+    async fn on_frame(&mut self, frame: ClientFrame) -> Handled {
         let step = joined_step(&self.identity, frame.message);
 
         // Acknowledgements are not requests: they get no reply and are never cached.

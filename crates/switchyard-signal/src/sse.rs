@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use switchyard_proto::{ErrorCode, ServerFrame, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
-use tracing::debug;
+use tracing::{debug, Instrument};
 
 use crate::connection::origin_rejection;
 use crate::join::{join, Rejected};
@@ -33,6 +33,7 @@ use crate::outbound::{self, Encoded, Outgoing};
 use crate::participant::{Attach, Input, SessionHandle};
 use crate::session::{unbound_step, TransportEnd, Unbound};
 use crate::state::AppState;
+use crate::trace::{request_span, TraceParent};
 
 /// Path of the event stream.
 pub const EVENTS_PATH: &str = "/v1/events";
@@ -77,14 +78,20 @@ pub(crate) async fn send(
             "request body is larger than the server's message size limit",
         );
     }
+    let trace = TraceParent::from_headers(&headers);
     match query.token {
-        Some(token) => send_to_session(&state, &token, body),
-        None => join_without_session(&state, &body).await,
+        Some(token) => send_to_session(&state, &token, body, trace),
+        None => join_without_session(&state, &body, trace).await,
     }
 }
 
 /// Passes the messages of a body to the session, in order.
-fn send_to_session(state: &AppState, token: &str, body: String) -> Response {
+fn send_to_session(
+    state: &AppState,
+    token: &str,
+    body: String,
+    trace: Option<TraceParent>,
+) -> Response {
     let Some(session) = state.find_session(token) else {
         return error_response(
             StatusCode::NOT_FOUND,
@@ -98,6 +105,7 @@ fn send_to_session(state: &AppState, token: &str, body: String) -> Response {
             .send(Input::Text {
                 connection: None,
                 text,
+                trace,
             })
             .is_err()
         {
@@ -122,7 +130,11 @@ fn split_body(body: String) -> Vec<String> {
 }
 
 /// Handles a body without a session token, which must be `join`.
-async fn join_without_session(state: &AppState, body: &str) -> Response {
+async fn join_without_session(
+    state: &AppState,
+    body: &str,
+    trace: Option<TraceParent>,
+) -> Response {
     let frame = match decode_and_count(body) {
         Ok(frame) => frame,
         Err((request_id, error)) => {
@@ -131,6 +143,7 @@ async fn join_without_session(state: &AppState, body: &str) -> Response {
             return frame_response(StatusCode::BAD_REQUEST, request_id, reply);
         }
     };
+    let span = request_span(&frame.message, frame.id.as_deref(), "", "", trace);
     let request = match unbound_step(frame.message) {
         Unbound::Join(request) => request,
         Unbound::Reply(reply) => return frame_response(StatusCode::BAD_REQUEST, frame.id, reply),
@@ -142,7 +155,10 @@ async fn join_without_session(state: &AppState, body: &str) -> Response {
             return frame_response(StatusCode::BAD_REQUEST, frame.id, reply);
         }
     };
-    match join(state, request, frame.id.clone(), None).await {
+    match join(state, request, frame.id.clone(), None)
+        .instrument(span)
+        .await
+    {
         Ok(joined) => {
             debug!(participant_id = %joined.participant_id, "session started over SSE");
             let body = serde_json::json!({ "resumeToken": joined.resume_token });

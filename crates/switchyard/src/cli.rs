@@ -19,6 +19,46 @@ pub struct Cli {
     /// Options of `serve`, accepted without the subcommand too.
     #[command(flatten)]
     pub serve: ServeArgs,
+    /// Logging and tracing options, accepted by every subcommand.
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+/// Options that set up logging and tracing. They apply before any config file is read, so
+/// they are flags and environment variables only.
+#[derive(Args, Clone, Debug, Default, PartialEq, Eq)]
+pub struct TelemetryArgs {
+    /// Format of the log lines on standard error: `text` for people, `json` for one JSON
+    /// object a line with timestamp, level, message, target and the fields of the enclosing
+    /// spans. RUST_LOG selects what is logged [default: text]
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHYARD_LOG_FORMAT",
+        value_name = "FORMAT"
+    )]
+    pub log_format: Option<LogFormat>,
+
+    /// Base URL of an OTLP/HTTP receiver, such as http://127.0.0.1:4318, that gets a trace
+    /// span for each signaling request in protobuf at URL/v1/traces. Only plain http:// is
+    /// supported [default: no tracing]
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHYARD_OTLP_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub otlp_endpoint: Option<String>,
+}
+
+/// Value of `--log-format`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 /// Subcommands.
@@ -230,6 +270,11 @@ pub struct ServeArgs {
     pub outbox_messages: Option<usize>,
 
     /// Seconds an unacknowledged message is kept for resume [default: 120]
+    /// Seconds between SIGTERM or SIGINT and closing the sessions, while GET /readyz answers
+    /// 503 so that load balancers stop sending new clients first [default: 0]
+    #[arg(long, env = "SWITCHYARD_DRAIN_DELAY", value_name = "SECS")]
+    pub drain_delay: Option<u64>,
+
     #[arg(long, env = "SWITCHYARD_OUTBOX_AGE", value_name = "SECS")]
     pub outbox_age: Option<u64>,
 
@@ -294,7 +339,7 @@ pub struct ServeArgs {
 
     /// TOML file with any of the keys http, media, public-ip, ice-server (a list),
     /// max-message-size, outbound-queue, ice-disconnected-timeout, ice-failed-timeout,
-    /// reconnect-grace, outbox-messages, outbox-age, ping-interval, ping-timeout,
+    /// reconnect-grace, drain-delay, outbox-messages, outbox-age, ping-interval, ping-timeout,
     /// duplicate-identity, api-key (a list), max-messages-per-second,
     /// max-participants-per-room, max-rooms, max-file-size, allowed-origin (a list),
     /// turn-config, no-turn and turn-url (a list). Flags and environment variables override it
@@ -354,6 +399,7 @@ impl ServeArgs {
             duplicate_identity: self.duplicate_identity.or(lower.duplicate_identity),
             api_key: if self.api_key.is_empty() {
                 lower.api_key
+            drain_delay: self.drain_delay.or(lower.drain_delay),
             } else {
                 self.api_key
             },
@@ -582,6 +628,34 @@ mod tests {
     }
 
     #[test]
+    #[test]
+    fn telemetry_flags_before_and_after_subcommand() {
+        let cli = Cli::try_parse_from(["switchyard", "--log-format", "json"]).unwrap();
+        assert_eq!(cli.telemetry.log_format, Some(LogFormat::Json));
+        let cli = Cli::try_parse_from(["switchyard", "serve", "--log-format", "json"]).unwrap();
+        assert_eq!(cli.telemetry.log_format, Some(LogFormat::Json));
+
+        let cli = Cli::try_parse_from([
+            "switchyard",
+            "turn",
+            "--config",
+            "relay.toml",
+            "--log-format",
+            "json",
+            "--otlp-endpoint",
+            "http://127.0.0.1:4318",
+        ])
+        .unwrap();
+        assert_eq!(cli.telemetry.log_format, Some(LogFormat::Json));
+        assert_eq!(
+            cli.telemetry.otlp_endpoint.as_deref(),
+            Some("http://127.0.0.1:4318")
+        );
+
+        let unknown = Cli::try_parse_from(["switchyard", "--log-format", "xml"]);
+        assert!(unknown.is_err());
+    }
+
     fn flags_override_lower_source() {
         let flags = parse(&["--http", "127.0.0.1:1", "--outbound-queue", "8"]);
         let file: ServeArgs = toml::from_str(

@@ -144,6 +144,9 @@ pub struct ServerConfig {
     pub outbox_age: Duration,
     /// Interval between WebSocket pings. Default 10 seconds.
     pub ping_interval: Duration,
+    /// Time between the shutdown signal and closing the sessions, while `GET /readyz`
+    /// answers 503 so load balancers stop sending new clients. Default 0.
+    pub drain_delay: Duration,
     /// Time without any frame from a WebSocket client before its connection counts as dead.
     /// Default 30 seconds.
     pub ping_timeout: Duration,
@@ -194,6 +197,7 @@ impl Default for ServerConfig {
             duplicate_identity: signal.duplicate_identity,
             api_keys: signal.api_keys,
             max_messages_per_second: signal.max_messages_per_second,
+            drain_delay: Duration::ZERO,
             max_participants_per_room: signal.max_participants_per_room,
             max_rooms: signal.max_rooms,
             max_file_size: signal.max_file_size,
@@ -248,6 +252,9 @@ impl ServerConfig {
                 .ping_interval
                 .map_or(defaults.ping_interval, Duration::from_secs),
             ping_timeout: args
+            drain_delay: args
+                .drain_delay
+                .map_or(defaults.drain_delay, Duration::from_secs),
                 .ping_timeout
                 .map_or(defaults.ping_timeout, Duration::from_secs),
             duplicate_identity: args
@@ -318,6 +325,12 @@ impl ServerConfig {
         }
         if let Some(turn) = &self.turn {
             self.validate_turn(turn)?;
+        if self.drain_delay > Duration::from_secs(MAX_SESSION_TIMER_SECS) {
+            return Err(ConfigError::TooLarge {
+                key: "drain-delay",
+                max: MAX_SESSION_TIMER_SECS,
+            });
+        }
         }
         if let Some(url) = self.turn_urls.iter().find(|url| !is_turn_url(url)) {
             return Err(ConfigError::TurnUrl { url: url.clone() });

@@ -1,6 +1,6 @@
 //! `GET /healthz` and `GET /readyz`, for load balancers and orchestrators.
 //!
-//! `/healthz` answers 200 while the process serves HTTP at all. `/readyz` answers 200 once
+//! `/healthz` returns 200 while the process serves HTTP at all. `/readyz` returns 200 once
 //! every listener is bound, and 503 from the moment the server starts draining, so a load
 //! balancer stops sending new clients before the server goes away.
 
@@ -26,7 +26,7 @@ impl Readiness {
         }
     }
 
-    /// Makes `/readyz` answer 503 from now on. The server keeps serving until its shutdown
+    /// Makes `/readyz` return 503 from now on. The server keeps serving until its shutdown
     /// token is cancelled.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);

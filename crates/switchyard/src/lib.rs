@@ -11,6 +11,7 @@ pub mod health;
 pub mod metrics;
 mod relay;
 mod server;
+pub mod telemetry;
 pub mod turn_config;
 pub mod turn_metrics;
 pub mod web;

@@ -1,25 +1,25 @@
 //! `switchyard` binary: parses the command line, sets up logging and runs the server, or the
 //! TURN relay alone, until SIGINT or SIGTERM.
 
-use std::io::IsTerminal;
-
 use anyhow::Context;
 use clap::Parser;
 use switchyard::cli::{Cli, Command, ServeArgs, TokenArgs, TurnArgs};
-use switchyard::{run, turn_config, turn_metrics, CancellationToken, ServerConfig};
+use switchyard::{run, telemetry, turn_config, turn_metrics, CancellationToken, ServerConfig};
 use tracing::{error, info, warn};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing();
+    let telemetry = telemetry::init(&cli.telemetry)?;
 
-    match cli.into_command() {
+    let result = match cli.into_command() {
         Command::Serve(args) => serve(args).await,
         Command::Turn(args) => turn(args).await,
         Command::Token(args) => token(args),
-    }
+    };
+    // The exporter's last requests run on this runtime while this thread waits for them.
+    tokio::task::block_in_place(|| telemetry.shutdown());
+    result
 }
 
 /// Prints a join token signed with the given API key's secret.
@@ -62,6 +62,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ice_failed_timeout = ?config.ice_failed_timeout,
         reconnect_grace = ?config.reconnect_grace,
         outbox_messages = config.outbox_messages,
+        drain_delay = ?config.drain_delay,
         outbox_age = ?config.outbox_age,
         ping_interval = ?config.ping_interval,
         ping_timeout = ?config.ping_timeout,
@@ -91,10 +92,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut signals = Signals::install().context("could not install signal handlers")?;
     let shutdown = CancellationToken::new();
     let server = run(config, shutdown.clone()).await?;
+    let drain_delay = config.drain_delay;
 
+    let readiness = server.readiness().clone();
     tokio::spawn(async move {
         let name = signals.recv().await;
         info!(signal = name, "signal received; shutting down");
+        readiness.start_draining();
+        if !drain_delay.is_zero() {
+            info!(
+                signal = name,
+                ?drain_delay,
+                "signal received; draining before shutdown"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(drain_delay) => {}
+                name = signals.recv() => {
+                    warn!(signal = name, "second signal; exiting without waiting for sessions");
+                    std::process::exit(1);
+                }
+            }
+        }
         shutdown.cancel();
         let name = signals.recv().await;
         warn!(
@@ -160,15 +178,6 @@ async fn turn(args: TurnArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }
 
 /// SIGINT and SIGTERM, or Ctrl-C where Unix signals do not exist.

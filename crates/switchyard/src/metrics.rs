@@ -18,7 +18,7 @@ use crate::turn_metrics;
 /// Content type of the Prometheus text format, version 0.0.4.
 pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Where the counters of one server are read from at each scrape.
+/// The counters of one server, read at each scrape.
 #[derive(Clone, Debug)]
 pub struct MetricsSources {
     /// The SFU's counters.
