@@ -225,6 +225,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_ICE_FAILED_TIMEOUT", value_name = "SECS")]
     pub ice_failed_timeout: Option<u64>,
 
+    /// Number of SFU tasks, each with its own socket on the media address (SO_REUSEPORT). Rooms
+    /// are spread over them, and one room always stays on one task [default: the number of
+    /// CPUs]
+    #[arg(long, env = "SWITCHYARD_MEDIA_WORKERS", value_name = "COUNT")]
+    pub media_workers: Option<usize>,
+
     /// TOML file with the settings of the bundled STUN/TURN relay, in the format of
     /// `switchyard turn --config`. The relay always allows the SFU's media address as a peer,
     /// and gets a random secret for the credentials in `joined.iceServers` when the file sets
@@ -391,6 +397,7 @@ impl ServeArgs {
                 .ice_disconnected_timeout
                 .or(lower.ice_disconnected_timeout),
             ice_failed_timeout: self.ice_failed_timeout.or(lower.ice_failed_timeout),
+            media_workers: self.media_workers.or(lower.media_workers),
             reconnect_grace: self.reconnect_grace.or(lower.reconnect_grace),
             outbox_messages: self.outbox_messages.or(lower.outbox_messages),
             outbox_age: self.outbox_age.or(lower.outbox_age),

@@ -32,6 +32,10 @@ pub const MAX_ICE_TIMEOUT_SECS: u64 = 3600;
 /// near `u64::MAX` seconds.
 pub const MAX_SESSION_TIMER_SECS: u64 = 86_400;
 
+/// Largest accepted number of SFU tasks. Each binds its own socket and spawns a task, and
+/// far more tasks than CPUs only add cross-task hand-offs.
+pub const MAX_MEDIA_WORKERS: usize = 256;
+
 /// URL schemes accepted for ICE servers (RFC 7064 for STUN, RFC 7065 for TURN).
 const ICE_URL_SCHEMES: [&str; 4] = ["stun:", "stuns:", "turn:", "turns:"];
 
@@ -135,6 +139,8 @@ pub struct ServerConfig {
     /// publisher connection removes the participant's tracks from every subscriber. Default 25
     /// seconds.
     pub ice_failed_timeout: Duration,
+    /// Number of SFU tasks sharing the media address. Default: the number of CPUs.
+    pub media_workers: usize,
     /// Time a participant whose connection dropped stays in the room, waiting for a resume.
     /// Zero removes it at once. Default 20 seconds.
     pub reconnect_grace: Duration,
@@ -189,6 +195,7 @@ impl Default for ServerConfig {
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             ice_disconnected_timeout: sfu.ice_disconnected_timeout,
             ice_failed_timeout: sfu.ice_failed_timeout,
+            media_workers: sfu.workers,
             reconnect_grace: signal.reconnect_grace,
             outbox_messages: signal.outbox_messages,
             outbox_age: signal.outbox_age,
@@ -241,6 +248,7 @@ impl ServerConfig {
             ice_failed_timeout: args
                 .ice_failed_timeout
                 .map_or(defaults.ice_failed_timeout, Duration::from_secs),
+            media_workers: args.media_workers.unwrap_or(defaults.media_workers),
             reconnect_grace: args
                 .reconnect_grace
                 .map_or(defaults.reconnect_grace, Duration::from_secs),
@@ -320,6 +328,17 @@ impl ServerConfig {
 
         check_ice_timeout("ice-disconnected-timeout", self.ice_disconnected_timeout)?;
         check_ice_timeout("ice-failed-timeout", self.ice_failed_timeout)?;
+        if self.media_workers == 0 {
+            return Err(ConfigError::Zero {
+                key: "media-workers",
+            });
+        }
+        if self.media_workers > MAX_MEDIA_WORKERS {
+            return Err(ConfigError::TooLarge {
+                key: "media-workers",
+                max: MAX_MEDIA_WORKERS as u64,
+            });
+        }
         if let Some(url) = self.ice_servers.iter().find(|url| !is_ice_url(url)) {
             return Err(ConfigError::IceServerUrl { url: url.clone() });
         }
@@ -411,6 +430,7 @@ impl ServerConfig {
             public_ip: self.public_ip,
             ice_disconnected_timeout: self.ice_disconnected_timeout,
             ice_failed_timeout: self.ice_failed_timeout,
+            workers: self.media_workers,
             ..SfuConfig::default()
         }
     }

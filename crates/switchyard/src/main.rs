@@ -60,6 +60,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         close_timeout = ?config.close_timeout,
         ice_disconnected_timeout = ?config.ice_disconnected_timeout,
         ice_failed_timeout = ?config.ice_failed_timeout,
+        media_workers = config.media_workers,
         reconnect_grace = ?config.reconnect_grace,
         outbox_messages = config.outbox_messages,
         drain_delay = ?config.drain_delay,
