@@ -56,6 +56,8 @@ install_packages() {
   command -v node >/dev/null || missing+=(nodejs)
   command -v npm >/dev/null || missing+=(npm)
   command -v turnserver >/dev/null || missing+=(coturn)
+  command -v promtool >/dev/null || missing+=(prometheus)
+  command -v docker-compose >/dev/null || missing+=(docker-compose)
 
   if [ "${#missing[@]}" -eq 0 ]; then
     echo "all required packages are installed"
@@ -64,10 +66,10 @@ install_packages() {
   echo "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
 
-  # coturn's package enables a system service, which would listen on port 3478 of every
-  # interface. The TURN checks run coturn's binaries themselves, so services may not start
-  # during this install: Debian's invoke-rc.d and deb-systemd-invoke obey policy-rc.d's exit
-  # status 101. An existing policy-rc.d is left as it is.
+  # coturn's and prometheus's packages enable system services, which would listen on ports
+  # 3478 and 9090 of every interface. The checks run these programs themselves, so services
+  # may not start during this install: Debian's invoke-rc.d and deb-systemd-invoke obey
+  # policy-rc.d's exit status 101. An existing policy-rc.d is left as it is.
   local policy=/usr/sbin/policy-rc.d added_policy=false status=0
   if [ ! -e "$policy" ]; then
     printf '#!/bin/sh\n# Written by tests/run.sh for one apt-get install: start no services.\nexit 101\n' >"$policy"
@@ -112,6 +114,13 @@ build_fuzz_targets() {
   done
 }
 
+# Validates the deployment files: the compose file with docker-compose (no container engine
+# runs here, so nothing is started) and the Prometheus scrape config with promtool.
+check_deploy_files() {
+  docker-compose -f docker-compose.yml config --quiet
+  promtool check config deploy/prometheus/prometheus.yml
+}
+
 # Runs a command in a new network namespace whose only interface is loopback.
 in_loopback_namespace() {
   unshare -n sh -c 'ip link set lo up && exec "$@"' sh "$@"
@@ -120,6 +129,7 @@ in_loopback_namespace() {
 run_step "requirements: packages" install_packages
 run_step "requirements: versions" check_requirements
 run_step "npm ci (tests/browser)" install_node_modules
+run_step "deployment files" check_deploy_files
 run_step "cargo fmt" cargo fmt --all --check
 run_step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 run_step "cargo build --release" cargo build --release --workspace
