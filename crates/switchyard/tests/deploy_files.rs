@@ -7,7 +7,9 @@ use std::sync::Arc;
 use switchyard::metrics::MetricsSources;
 
 fn repository_file(path: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
 }
 
 #[test]
@@ -26,10 +28,9 @@ fn deploy_relay_configs_load() {
 
 #[test]
 fn dashboard_metrics_are_exported() {
-    let dashboard = std::fs::read_to_string(repository_file(
-        "deploy/grafana/dashboards/switchyard.json",
-    ))
-    .expect("read the dashboard");
+    let dashboard =
+        std::fs::read_to_string(repository_file("deploy/grafana/dashboards/switchyard.json"))
+            .expect("read the dashboard");
     let _: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
 
     let exported = MetricsSources {
@@ -56,5 +57,8 @@ fn dashboard_metrics_are_exported() {
         );
         referenced += 1;
     }
-    assert!(referenced > 20, "the dashboard refers to only {referenced} metrics");
+    assert!(
+        referenced > 20,
+        "the dashboard refers to only {referenced} metrics"
+    );
 }
