@@ -27,6 +27,9 @@ pub struct Report {
     pub reordered_packets: u64,
     pub duplicate_packets: u64,
     pub failed_writes: u64,
+    /// Probes sent in the window times their receivers, per second: the offered load. It falls
+    /// short of the configured rates when the publishers' tasks fall behind.
+    pub offered_per_s: f64,
     pub forwarded_per_s: f64,
     /// Server CPU seconds in the window, all threads, or `None` without `--server-pid`.
     pub server_cpu_s: Option<f64>,
@@ -77,6 +80,7 @@ impl Report {
             reordered_packets: delivery.reordered,
             duplicate_packets: delivery.duplicates,
             failed_writes,
+            offered_per_s: delivery.expected as f64 / window_s,
             forwarded_per_s: forwarded as f64 / window_s,
             server_cpu_s,
             server_cpu_us_per_packet: server_cpu_s.and_then(per_packet),
@@ -105,8 +109,11 @@ impl Report {
             format!("  connect            {:.1} s", self.connect_s),
             format!("  window             {:.1} s", self.window_s),
             format!(
-                "  forwarded          {} of {} packets, {:.0} packets/s",
-                self.forwarded_packets, self.expected_packets, self.forwarded_per_s
+                "  forwarded          {} of {} packets, {:.0} of {:.0} packets/s",
+                self.forwarded_packets,
+                self.expected_packets,
+                self.forwarded_per_s,
+                self.offered_per_s
             ),
             format!(
                 "  loss               {:.3} %  (reordered {}, duplicates {}, failed writes {})",
