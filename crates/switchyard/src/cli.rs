@@ -270,17 +270,17 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_RECONNECT_GRACE", value_name = "SECS")]
     pub reconnect_grace: Option<u64>,
 
+    /// Seconds between SIGTERM or SIGINT and closing the sessions, while GET /readyz answers
+    /// 503 so that load balancers stop sending new clients first [default: 0]
+    #[arg(long, env = "SWITCHYARD_DRAIN_DELAY", value_name = "SECS")]
+    pub drain_delay: Option<u64>,
+
     /// Number of unacknowledged messages kept per session for resume. A resume that needs an
     /// older message fails and the client joins again [default: 1000]
     #[arg(long, env = "SWITCHYARD_OUTBOX_MESSAGES", value_name = "N")]
     pub outbox_messages: Option<usize>,
 
     /// Seconds an unacknowledged message is kept for resume [default: 120]
-    /// Seconds between SIGTERM or SIGINT and closing the sessions, while GET /readyz answers
-    /// 503 so that load balancers stop sending new clients first [default: 0]
-    #[arg(long, env = "SWITCHYARD_DRAIN_DELAY", value_name = "SECS")]
-    pub drain_delay: Option<u64>,
-
     #[arg(long, env = "SWITCHYARD_OUTBOX_AGE", value_name = "SECS")]
     pub outbox_age: Option<u64>,
 
@@ -399,6 +399,7 @@ impl ServeArgs {
             ice_failed_timeout: self.ice_failed_timeout.or(lower.ice_failed_timeout),
             media_workers: self.media_workers.or(lower.media_workers),
             reconnect_grace: self.reconnect_grace.or(lower.reconnect_grace),
+            drain_delay: self.drain_delay.or(lower.drain_delay),
             outbox_messages: self.outbox_messages.or(lower.outbox_messages),
             outbox_age: self.outbox_age.or(lower.outbox_age),
             ping_interval: self.ping_interval.or(lower.ping_interval),
@@ -406,7 +407,6 @@ impl ServeArgs {
             duplicate_identity: self.duplicate_identity.or(lower.duplicate_identity),
             api_key: if self.api_key.is_empty() {
                 lower.api_key
-            drain_delay: self.drain_delay.or(lower.drain_delay),
             } else {
                 self.api_key
             },
@@ -635,7 +635,6 @@ mod tests {
     }
 
     #[test]
-    #[test]
     fn telemetry_flags_before_and_after_subcommand() {
         let cli = Cli::try_parse_from(["switchyard", "--log-format", "json"]).unwrap();
         assert_eq!(cli.telemetry.log_format, Some(LogFormat::Json));
@@ -663,6 +662,7 @@ mod tests {
         assert!(unknown.is_err());
     }
 
+    #[test]
     fn flags_override_lower_source() {
         let flags = parse(&["--http", "127.0.0.1:1", "--outbound-queue", "8"]);
         let file: ServeArgs = toml::from_str(

@@ -252,6 +252,9 @@ impl ServerConfig {
             reconnect_grace: args
                 .reconnect_grace
                 .map_or(defaults.reconnect_grace, Duration::from_secs),
+            drain_delay: args
+                .drain_delay
+                .map_or(defaults.drain_delay, Duration::from_secs),
             outbox_messages: args.outbox_messages.unwrap_or(defaults.outbox_messages),
             outbox_age: args
                 .outbox_age
@@ -260,9 +263,6 @@ impl ServerConfig {
                 .ping_interval
                 .map_or(defaults.ping_interval, Duration::from_secs),
             ping_timeout: args
-            drain_delay: args
-                .drain_delay
-                .map_or(defaults.drain_delay, Duration::from_secs),
                 .ping_timeout
                 .map_or(defaults.ping_timeout, Duration::from_secs),
             duplicate_identity: args
@@ -339,17 +339,17 @@ impl ServerConfig {
                 max: MAX_MEDIA_WORKERS as u64,
             });
         }
-        if let Some(url) = self.ice_servers.iter().find(|url| !is_ice_url(url)) {
-            return Err(ConfigError::IceServerUrl { url: url.clone() });
-        }
-        if let Some(turn) = &self.turn {
-            self.validate_turn(turn)?;
         if self.drain_delay > Duration::from_secs(MAX_SESSION_TIMER_SECS) {
             return Err(ConfigError::TooLarge {
                 key: "drain-delay",
                 max: MAX_SESSION_TIMER_SECS,
             });
         }
+        if let Some(url) = self.ice_servers.iter().find(|url| !is_ice_url(url)) {
+            return Err(ConfigError::IceServerUrl { url: url.clone() });
+        }
+        if let Some(turn) = &self.turn {
+            self.validate_turn(turn)?;
         }
         if let Some(url) = self.turn_urls.iter().find(|url| !is_turn_url(url)) {
             return Err(ConfigError::TurnUrl { url: url.clone() });

@@ -62,8 +62,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ice_failed_timeout = ?config.ice_failed_timeout,
         media_workers = config.media_workers,
         reconnect_grace = ?config.reconnect_grace,
-        outbox_messages = config.outbox_messages,
         drain_delay = ?config.drain_delay,
+        outbox_messages = config.outbox_messages,
         outbox_age = ?config.outbox_age,
         ping_interval = ?config.ping_interval,
         ping_timeout = ?config.ping_timeout,
@@ -92,13 +92,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // "listening" is never handled by the default action.
     let mut signals = Signals::install().context("could not install signal handlers")?;
     let shutdown = CancellationToken::new();
-    let server = run(config, shutdown.clone()).await?;
     let drain_delay = config.drain_delay;
-
+    let server = run(config, shutdown.clone()).await?;
     let readiness = server.readiness().clone();
+
     tokio::spawn(async move {
         let name = signals.recv().await;
-        info!(signal = name, "signal received; shutting down");
         readiness.start_draining();
         if !drain_delay.is_zero() {
             info!(
@@ -114,6 +113,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 }
             }
         }
+        info!(signal = name, "signal received; shutting down");
         shutdown.cancel();
         let name = signals.recv().await;
         warn!(
