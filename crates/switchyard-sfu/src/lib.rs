@@ -14,6 +14,7 @@ mod config;
 mod driver;
 mod forward;
 mod handle;
+pub mod log_limit;
 pub mod metrics;
 mod negotiation;
 mod peer;

@@ -21,6 +21,7 @@ use tracing::{debug, info};
 
 use crate::forward::{PublishedTrack, Subscription};
 use crate::handle::{Command, EventSender};
+use crate::log_limit::LogLimiter;
 use crate::metrics::SfuCounters;
 use crate::peer::{build_peer_connection, host_candidate, IceCredentials};
 use crate::shard::ShardRoutes;
@@ -622,7 +623,11 @@ fn feed(
         message: payload,
     };
     if let Err(error) = peer.pc.handle_read(input) {
-        debug!(participant_id, %source, %error, "peer connection rejected datagram");
+        // A peer can send garbage at line rate, so these lines are rate-limited.
+        static REJECTED: LogLimiter = LogLimiter::new(10);
+        if let Some(suppressed) = REJECTED.admit(now) {
+            debug!(participant_id, %source, %error, suppressed, "peer connection rejected datagram");
+        }
     }
 }
 

@@ -205,7 +205,7 @@ impl Driver {
                 }
             },
             Some(Ok(Message::Binary(data))) => {
-                debug!(bytes = data.len(), "binary frame rejected");
+                crate::peer_log::binary_frame(data.len());
                 self.reject(
                     ErrorCode::InvalidJson,
                     "binary frames are not accepted, send JSON in text frames",
@@ -275,7 +275,7 @@ impl Driver {
         let frame = match decode_and_count(text) {
             Ok(frame) => frame,
             Err((request_id, error)) => {
-                debug!(%error, "invalid client message");
+                crate::peer_log::invalid_message(&error);
                 let reply = ServerMessage::error(error.code(), error.to_string());
                 return self.reply(request_id, reply);
             }

@@ -164,8 +164,7 @@ fn authorize(state: &AppState, request: &JoinRequest) -> Result<Admission, (Erro
             grants: claims.grants,
         }),
         Err(error) => {
-            // The token itself is a credential and is never logged.
-            debug!(room_id = %request.room, %error, "join token rejected");
+            crate::peer_log::token_rejected(request.room.as_str(), &error);
             Err((error.code(), error.to_string()))
         }
     }

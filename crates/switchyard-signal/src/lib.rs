@@ -42,6 +42,7 @@ mod names;
 mod outbound;
 mod outbox;
 mod participant;
+mod peer_log;
 mod rate;
 mod relay;
 mod requests;

@@ -276,7 +276,7 @@ impl Actor {
         let frame = match decode_and_count(text) {
             Ok(frame) => frame,
             Err((request_id, error)) => {
-                debug!(%error, "invalid client message");
+                crate::peer_log::invalid_message(&error);
                 return self.reply(
                     request_id,
                     ServerMessage::error(error.code(), error.to_string()),

@@ -138,7 +138,7 @@ async fn join_without_session(
     let frame = match decode_and_count(body) {
         Ok(frame) => frame,
         Err((request_id, error)) => {
-            debug!(%error, "invalid client message");
+            crate::peer_log::invalid_message(&error);
             let reply = ServerMessage::error(error.code(), error.to_string());
             return frame_response(StatusCode::BAD_REQUEST, request_id, reply);
         }
