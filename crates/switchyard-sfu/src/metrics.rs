@@ -205,6 +205,10 @@ pub const PEER_STATES: [RTCPeerConnectionState; 7] = [
 ];
 
 /// Live counters of one SFU. Gauges go up and down, `*_total` values only grow.
+///
+/// NOTE: every SFU task of a server updates the same counters, so at high packet rates the
+/// tasks contend for their cache lines. Per-task copies added up at snapshot time would avoid
+/// that; it has not been measured.
 #[derive(Debug)]
 pub struct SfuCounters {
     rooms: AtomicI64,
