@@ -2,6 +2,7 @@
 //! sockets and feed the sans-IO [`Core`](crate::core::Core), which sits behind one lock that is
 //! never held across an `.await`.
 
+mod batch;
 pub(crate) mod stream;
 pub(crate) mod tcp_relay;
 pub(crate) mod tls;
@@ -22,6 +23,7 @@ use crate::core::{
     ClientAddr, Command, ConnectionId, Core, Now, RelayId, RelayTransport, Transport,
 };
 use crate::counters::TurnCounters;
+use batch::Outbox;
 use stream::StreamSink;
 
 /// State shared by every driver task of one server.
@@ -68,6 +70,20 @@ impl ClientSink {
                 }
             }
             ClientSink::Stream(sink) => sink.push(data),
+        }
+    }
+
+    /// Sends every message in `outbox`, addressed to this client, and empties it.
+    pub fn send_all(&self, outbox: &mut Outbox) {
+        if outbox.is_empty() {
+            return;
+        }
+        match self {
+            ClientSink::Udp { socket, .. } => outbox.send(socket),
+            ClientSink::Stream(sink) => {
+                sink.push_all(outbox.messages());
+                outbox.clear();
+            }
         }
     }
 }
@@ -193,7 +209,7 @@ impl State {
         };
         let result = match transport {
             RelayTransport::Udp => udp::bind_relay(addr).map(|socket| {
-                let task = udp::spawn_relay(shared, relay, socket.clone(), sink);
+                let task = udp::spawn_relay(shared, relay, socket.clone(), sink, client.remote);
                 (
                     Relay {
                         socket: Some(socket.clone()),

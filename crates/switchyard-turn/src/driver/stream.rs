@@ -42,18 +42,30 @@ struct SinkQueue {
 impl StreamSink {
     /// Queues one whole message, or drops it when the queue is full.
     pub fn push(&self, data: &[u8]) {
+        self.push_all(std::iter::once(data));
+    }
+
+    /// Queues whole messages under one lock and wakes the writer once. A message that does
+    /// not fit the queue is dropped.
+    pub fn push_all<'a>(&self, messages: impl Iterator<Item = &'a [u8]>) {
+        let mut queued = false;
         {
             let mut queue = self
                 .queue
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if queue.closed || queue.bytes.len() + data.len() > MAX_QUEUED {
-                trace!(len = data.len(), "dropped message for a slow stream client");
-                return;
+            for data in messages {
+                if queue.closed || queue.bytes.len() + data.len() > MAX_QUEUED {
+                    trace!(len = data.len(), "dropped message for a slow stream client");
+                    continue;
+                }
+                queue.bytes.extend_from_slice(data);
+                queued = true;
             }
-            queue.bytes.extend_from_slice(data);
         }
-        self.notify.notify_one();
+        if queued {
+            self.notify.notify_one();
+        }
     }
 
     fn close(&self) {

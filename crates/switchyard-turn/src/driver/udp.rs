@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,14 +10,10 @@ use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 use tracing::{debug, trace};
 
-use super::{now, ClientSink, Shared};
+use super::batch::{self, Datagrams, Outbox, BATCH};
+use super::{now, ClientSink, Shared, State};
 use crate::core::{ClientAddr, ClientOutput, RelayId, Transport};
 
-/// Largest UDP payload.
-const MAX_DATAGRAM: usize = 65_535;
-/// Datagrams read without yielding to the runtime once a socket is readable, so that a busy
-/// socket costs one wakeup per batch instead of one per datagram.
-const BATCH: usize = 32;
 /// Socket buffer size requested for listener and relay sockets. Linux caps it at
 /// `net.core.rmem_max` and `net.core.wmem_max`.
 const SOCKET_BUFFER: usize = 4 << 20;
@@ -32,25 +29,6 @@ pub(crate) fn enlarge_buffers(socket: &UdpSocket) {
     }
 }
 
-/// Receives one datagram, waiting only for the first of a batch.
-async fn recv_next(
-    socket: &UdpSocket,
-    buf: &mut [u8],
-    batched: &mut usize,
-) -> io::Result<(usize, SocketAddr)> {
-    if *batched < BATCH {
-        match socket.try_recv_from(buf) {
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-            result => {
-                *batched += 1;
-                return result;
-            }
-        }
-    }
-    *batched = 0;
-    socket.recv_from(buf).await
-}
-
 /// Serves STUN and TURN on one UDP listener socket until shutdown.
 pub(crate) fn spawn_listener(shared: &Arc<Shared>, socket: Arc<UdpSocket>, local: SocketAddr) {
     enlarge_buffers(&socket);
@@ -58,62 +36,88 @@ pub(crate) fn spawn_listener(shared: &Arc<Shared>, socket: Arc<UdpSocket>, local
     let shared = shared.clone();
     let tasks = shared.tasks.clone();
     tasks.spawn(async move {
-        let mut buf = vec![0; MAX_DATAGRAM];
-        let mut out = Vec::with_capacity(2048);
-        let mut batched = 0;
+        let mut scratch = Vec::with_capacity(2048);
+        let mut replies = Outbox::default();
+        let mut to_peers = Vec::with_capacity(BATCH);
         loop {
-            let received = tokio::select! {
-                received = recv_next(&socket, &mut buf, &mut batched) => received,
-                _ = shared.shutdown.cancelled() => return,
-            };
-            let (len, remote) = match received {
-                Ok(received) => received,
-                Err(error) => {
-                    // ICMP errors from earlier sends surface here on some systems.
-                    debug!(%local, %error, "UDP receive failed");
-                    continue;
+            tokio::select! {
+                readable = socket.readable() => {
+                    if let Err(error) = readable {
+                        debug!(%local, %error, "UDP listener failed");
+                        return;
+                    }
                 }
-            };
-            let client = ClientAddr {
-                transport: Transport::Udp,
-                local,
-                remote,
-            };
-            handle_datagram(&shared, &socket, client, &buf[..len], &mut out).await;
+                _ = shared.shutdown.cancelled() => return,
+            }
+            let handled = batch::receive(&socket, local.is_ipv6(), |datagrams| {
+                let mut state = shared.lock();
+                handle_datagrams(
+                    &mut state,
+                    &shared,
+                    local,
+                    &datagrams,
+                    &mut scratch,
+                    &mut replies,
+                    &mut to_peers,
+                );
+                drop(state);
+
+                // The core's lock is released before the system calls.
+                for (relay_socket, peer, index, payload) in to_peers.drain(..) {
+                    let data = &datagrams.bytes(index)[payload];
+                    if let Err(error) = batch::send_to(&relay_socket, data, peer) {
+                        trace!(%peer, %error, "dropped datagram that failed to send to a peer");
+                    }
+                }
+                replies.send(&socket);
+            });
+            match handled {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                // ICMP errors from earlier sends surface here on some systems.
+                Err(error) => debug!(%local, %error, "UDP receive failed"),
+            }
         }
     });
 }
 
-async fn handle_datagram(
+/// A payload to send to a peer: the relay socket, the peer, and the index of the datagram in
+/// its batch with the payload's range in it.
+type PeerSend = (Arc<UdpSocket>, SocketAddr, usize, Range<usize>);
+
+/// Passes each datagram of a batch to the core under one lock. Replies go to `replies`, and
+/// payloads for peers to `to_peers` with the relay socket to send them from.
+fn handle_datagrams(
+    state: &mut State,
     shared: &Arc<Shared>,
-    socket: &UdpSocket,
-    client: ClientAddr,
-    data: &[u8],
-    out: &mut Vec<u8>,
+    local: SocketAddr,
+    datagrams: &Datagrams<'_>,
+    scratch: &mut Vec<u8>,
+    replies: &mut Outbox,
+    to_peers: &mut Vec<PeerSend>,
 ) {
-    let (output, relay_socket) = {
-        let mut state = shared.lock();
-        let output = state.core.handle_client(now(), client, data, out);
-        let relay_socket = match &output {
-            ClientOutput::ToPeer { relay, .. } => state.relay_socket(*relay),
-            _ => None,
+    let now = now();
+    for (index, remote, data) in datagrams.iter() {
+        let client = ClientAddr {
+            transport: Transport::Udp,
+            local,
+            remote,
         };
-        state.drain_commands(shared);
-        (output, relay_socket)
-    };
-    match output {
-        ClientOutput::Reply => {
-            if let Err(error) = socket.send_to(out, client.remote).await {
-                debug!(client = %client.remote, %error, "failed to send reply");
+        match state.core.handle_client(now, client, data, scratch) {
+            ClientOutput::Reply => replies.push(remote, scratch),
+            ClientOutput::ToPeer {
+                relay,
+                peer,
+                payload,
+            } => {
+                if let Some(relay_socket) = state.relay_socket(relay) {
+                    to_peers.push((relay_socket, peer, index, payload));
+                }
             }
+            ClientOutput::None | ClientOutput::ConnectionBound { .. } => {}
         }
-        ClientOutput::ToPeer { peer, payload, .. } => {
-            if let Some(relay_socket) = relay_socket {
-                send_to_peer(&relay_socket, &data[payload], peer).await;
-            }
-        }
-        ClientOutput::None | ClientOutput::ConnectionBound { .. } => {}
     }
+    state.drain_commands(shared);
 }
 
 /// Sends a datagram to a peer, waiting for buffer space only when the socket is full.
@@ -144,28 +148,38 @@ pub(crate) fn spawn_relay(
     relay: RelayId,
     socket: Arc<UdpSocket>,
     sink: ClientSink,
+    client: SocketAddr,
 ) -> JoinHandle<()> {
     let shared = shared.clone();
     let tasks = shared.tasks.clone();
     tasks.spawn(async move {
-        let mut buf = vec![0; MAX_DATAGRAM];
-        let mut out = Vec::with_capacity(2048);
-        let mut batched = 0;
+        let ipv6 = socket.local_addr().is_ok_and(|local| local.is_ipv6());
+        let mut scratch = Vec::with_capacity(2048);
+        let mut to_client = Outbox::default();
         loop {
-            let received = tokio::select! {
-                received = recv_next(&socket, &mut buf, &mut batched) => received,
+            tokio::select! {
+                readable = socket.readable() => {
+                    if let Err(error) = readable {
+                        debug!(relay = relay.0, %error, "relay socket failed");
+                        return;
+                    }
+                }
                 _ = shared.shutdown.cancelled() => return,
-            };
-            let Ok((len, peer)) = received else {
-                continue;
-            };
-            let forward =
-                shared
-                    .lock()
-                    .core
-                    .handle_peer(Instant::now(), relay, peer, &buf[..len], &mut out);
-            if forward {
-                sink.send(&out);
+            }
+            let received = batch::receive(&socket, ipv6, |datagrams| {
+                let now = Instant::now();
+                let mut state = shared.lock();
+                for (_, peer, data) in datagrams.iter() {
+                    if state.core.handle_peer(now, relay, peer, data, &mut scratch) {
+                        to_client.push(client, &scratch);
+                    }
+                }
+            });
+            match received {
+                Ok(()) => sink.send_all(&mut to_client),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                // An ICMP error for an earlier send to one peer.
+                Err(error) => trace!(relay = relay.0, %error, "relay receive failed"),
             }
         }
     })
