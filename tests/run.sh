@@ -56,6 +56,7 @@ install_packages() {
   command -v node >/dev/null || missing+=(nodejs)
   command -v npm >/dev/null || missing+=(npm)
   command -v turnserver >/dev/null || missing+=(coturn)
+  command -v redis-server >/dev/null || missing+=(redis-server)
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
 
@@ -121,6 +122,14 @@ check_deploy_files() {
   promtool check config deploy/prometheus/prometheus.yml
 }
 
+# Runs the signaling benchmarks at a tiny size, so that they keep working. Their numbers are
+# printed, never checked: this machine is shared and its speed varies. Each script makes its
+# own loopback-only namespace.
+bench_smoke() {
+  BENCH_CLIENTS=20 BENCH_DELIVERIES=2000 bench/signaling-fanout.sh
+  BENCH_CONNECTIONS=200 bench/ws-memory.sh
+}
+
 # Runs a command in a new network namespace whose only interface is loopback.
 in_loopback_namespace() {
   unshare -n sh -c 'ip link set lo up && exec "$@"' sh "$@"
@@ -137,4 +146,5 @@ run_step "cargo test --no-run" cargo test --workspace --no-run
 run_step "cargo test (loopback only)" in_loopback_namespace cargo test --workspace --offline
 run_step "fuzz targets: build and replay seeds" build_fuzz_targets
 run_step "TURN interop with coturn (loopback only)" in_loopback_namespace tests/turn/interop.sh
+run_step "signaling benchmarks, smoke run (loopback only)" bench_smoke
 run_step "browser tests (loopback only)" tests/browser/run.sh
