@@ -9,7 +9,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use switchyard_proto::{Candidate, ServerFrame, Target};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::driver;
 use crate::metrics::SfuCounters;
@@ -296,6 +296,9 @@ pub async fn start(config: SfuConfig) -> std::io::Result<SfuHandle> {
     })
 }
 
+/// Bytes requested for each media socket's receive and send buffers.
+const MEDIA_SOCKET_BUFFER: usize = 4 << 20;
+
 /// Binds one media socket, with `SO_REUSEPORT` when several workers share the address.
 fn bind_media_socket(address: SocketAddr, reuse_port: bool) -> std::io::Result<UdpSocket> {
     let socket = Socket::new(
@@ -305,6 +308,14 @@ fn bind_media_socket(address: SocketAddr, reuse_port: bool) -> std::io::Result<U
     )?;
     if reuse_port {
         socket.set_reuse_port(true)?;
+    }
+    // The kernel caps the request at net.core.rmem_max and wmem_max, which is fine: larger
+    // buffers only absorb longer bursts, such as one video frame fanned out to many peers.
+    if let Err(error) = socket
+        .set_recv_buffer_size(MEDIA_SOCKET_BUFFER)
+        .and_then(|()| socket.set_send_buffer_size(MEDIA_SOCKET_BUFFER))
+    {
+        debug!(%error, "failed to enlarge media socket buffers");
     }
     socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
