@@ -8,6 +8,7 @@
 //! or a missing pong detaches it from the session, which then waits for a resume.
 
 use std::error::Error as _;
+use std::future::Future;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -20,6 +21,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::{debug, error, info_span, Instrument};
 
 use crate::join::{join, Rejected};
@@ -56,16 +58,26 @@ pub(crate) async fn upgrade(
     // 16 MiB per frame and 64 MiB per message would apply.
     ws.max_message_size(limit)
         .max_frame_size(limit)
+        .read_buffer_size(READ_BUFFER_SIZE)
         .on_failed_upgrade(move |error| debug!(connection_id, %error, "WebSocket upgrade failed"))
         .on_upgrade(move |socket| {
             let span = info_span!("connection", connection_id);
-            async move {
-                run(socket, state, connection_id, trace).await;
-                drop(tracker_token);
-            }
-            .instrument(span)
+            // A future keeps room for what it captures for as long as it lives, so the socket
+            // is taken apart before the connection's long-lived future is built. That future
+            // gets a task of its own, because axum's upgrade task is several KiB larger.
+            let connection =
+                span.in_scope(|| start(socket, state, connection_id, trace, tracker_token));
+            let task = connection.instrument(span);
+            tokio::spawn(task);
+            std::future::ready(())
         })
 }
+
+/// Bytes tungstenite reads from the socket at a time. Its default, 128 KiB, is allocated and
+/// zero-filled before every read on every connection, idle or not, while signaling messages
+/// are mostly under 1 KiB. A longer frame takes one read per KiB, which is cheap at signaling
+/// message rates.
+const READ_BUFFER_SIZE: usize = 1024;
 
 /// Text of the `rate_limited` error for one dropped message.
 const RATE_LIMITED_MESSAGE: &str =
@@ -94,9 +106,17 @@ pub(crate) fn origin_rejection(state: &AppState, headers: &HeaderMap) -> Option<
     Some((StatusCode::FORBIDDEN, axum::Json(frame)).into_response())
 }
 
-async fn run(socket: WebSocket, state: AppState, connection_id: u64, trace: Option<TraceParent>) {
+/// Starts the writer task and returns the driver's future, which reads until the connection
+/// ends and then releases `tracker_token`.
+fn start(
+    socket: WebSocket,
+    state: AppState,
+    connection_id: u64,
+    trace: Option<TraceParent>,
+    tracker_token: TaskTrackerToken,
+) -> impl Future<Output = ()> {
     debug!("connection opened");
-    let _open = metrics::counters().connection_opened(metrics::Transport::WebSocket);
+    let open = metrics::counters().connection_opened(metrics::Transport::WebSocket);
     let (sink, stream) = socket.split();
     let (outbound, queue) = outbound::channel(state.config.outbound_queue);
     let ping_interval = state.config.ping_interval;
@@ -116,8 +136,13 @@ async fn run(socket: WebSocket, state: AppState, connection_id: u64, trace: Opti
         writer,
         writer_done: false,
     };
-    let end = driver.serve().await;
-    driver.finish(end).await;
+    async move {
+        let _open = open;
+        let end = driver.serve().await;
+        // Boxed, like join and resume, to keep the future of an open connection small.
+        Box::pin(driver.finish(end)).await;
+        drop(tracker_token);
+    }
 }
 
 /// Owner of the connection's outbound queue.
@@ -291,8 +316,12 @@ impl Driver {
                 debug!(?reply, "rejected client message");
                 self.reply(frame.id, reply)
             }
-            Unbound::Join(request) => self.join(request, frame.id).await,
-            Unbound::Resume { token, last_seq } => self.resume(&token, last_seq, frame.id).await,
+            // Boxed because an open connection keeps its driver's future for its whole life,
+            // and these two, run once per connection, would make up much of its size.
+            Unbound::Join(request) => Box::pin(self.join(request, frame.id)).await,
+            Unbound::Resume { token, last_seq } => {
+                Box::pin(self.resume(&token, last_seq, frame.id)).await
+            }
             Unbound::Leave => {
                 self.reply(frame.id, ServerMessage::Ok)?;
                 self.close(CloseCode::Normal, None);
