@@ -3,7 +3,6 @@
 //! never held across an `.await`.
 
 mod batch;
-mod shared_tcp;
 pub(crate) mod stream;
 pub(crate) mod tcp_relay;
 pub(crate) mod tls;

@@ -12,7 +12,6 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace};
 
-use super::shared_tcp::SharedTcp;
 use super::{now, udp::send_to_peer, Shared};
 use crate::core::{ClientAddr, ClientOutput, ConnectionId, Transport};
 use crate::counters::Direction;
@@ -26,9 +25,8 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// with an allocation stay open, because the allocation's own lifetime bounds them.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Outgoing bytes of one stream connection. Any task may push whole messages. On a plain TCP
-/// connection with nothing pending, the pushing task writes them to the socket itself, and
-/// otherwise the connection's writer task sends the queue in order.
+/// Outgoing bytes of one stream connection. Any task may push whole messages; the
+/// connection's writer task sends them in order.
 #[derive(Default)]
 pub(crate) struct StreamSink {
     queue: Mutex<SinkQueue>,
@@ -39,50 +37,29 @@ pub(crate) struct StreamSink {
 struct SinkQueue {
     bytes: Vec<u8>,
     closed: bool,
-    /// Set while the writer task sends bytes it took from the queue. Direct writes wait for
-    /// it to finish, so that messages stay in order.
-    writing: bool,
-    /// The plain TCP connection, for direct writes; `None` for TLS and after close.
-    direct: Option<Arc<TcpStream>>,
 }
 
 impl StreamSink {
-    /// Creates a sink. `direct` is the connection when it is plain TCP.
-    pub fn new(direct: Option<Arc<TcpStream>>) -> Self {
-        StreamSink {
-            queue: Mutex::new(SinkQueue {
-                direct,
-                ..SinkQueue::default()
-            }),
-            notify: Notify::new(),
-        }
-    }
-
     /// Queues one whole message, or drops it when the queue is full.
     pub fn push(&self, data: &[u8]) {
         self.push_all(std::iter::once(data));
     }
 
-    /// Sends or queues whole messages under one lock and wakes the writer at most once. A
-    /// message that does not fit the queue is dropped, unless part of it was already written.
+    /// Queues whole messages under one lock and wakes the writer once. A message that does
+    /// not fit the queue is dropped.
     pub fn push_all<'a>(&self, messages: impl Iterator<Item = &'a [u8]>) {
         let mut queued = false;
         {
-            let mut queue = self.lock();
+            let mut queue = self
+                .queue
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             for data in messages {
-                if queue.closed {
-                    break;
-                }
-                let rest = queue.write_direct(data);
-                if rest.is_empty() {
-                    continue;
-                }
-                // A message partly written must be completed to keep the stream framed.
-                if rest.len() == data.len() && queue.bytes.len() + data.len() > MAX_QUEUED {
+                if queue.closed || queue.bytes.len() + data.len() > MAX_QUEUED {
                     trace!(len = data.len(), "dropped message for a slow stream client");
                     continue;
                 }
-                queue.bytes.extend_from_slice(rest);
+                queue.bytes.extend_from_slice(data);
                 queued = true;
             }
         }
@@ -91,17 +68,11 @@ impl StreamSink {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, SinkQueue> {
+    fn close(&self) {
         self.queue
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn close(&self) {
-        let mut queue = self.lock();
-        queue.closed = true;
-        queue.direct = None;
-        drop(queue);
+            .closed = true;
         self.notify.notify_one();
     }
 
@@ -109,12 +80,13 @@ impl StreamSink {
     async fn next_batch(&self, batch: &mut Vec<u8>) -> bool {
         loop {
             {
-                let mut queue = self.lock();
-                queue.writing = false;
+                let mut queue = self
+                    .queue
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 if !queue.bytes.is_empty() {
                     batch.clear();
                     std::mem::swap(&mut queue.bytes, batch);
-                    queue.writing = true;
                     return true;
                 }
                 if queue.closed {
@@ -122,25 +94,6 @@ impl StreamSink {
                 }
             }
             self.notify.notified().await;
-        }
-    }
-}
-
-impl SinkQueue {
-    /// Writes as much of `data` as the socket takes right now when nothing is queued or being
-    /// written, and returns the part left to queue.
-    fn write_direct<'a>(&self, data: &'a [u8]) -> &'a [u8] {
-        let Some(stream) = &self.direct else {
-            return data;
-        };
-        if self.writing || !self.bytes.is_empty() {
-            return data;
-        }
-        // Not `TcpStream::try_write`, which returns `WouldBlock` until tokio has seen the
-        // socket writable. A failed write leaves the data to the writer task, which reports it.
-        match socket2::SockRef::from(&**stream).send(data) {
-            Ok(written) => &data[written.min(data.len())..],
-            Err(_) => data,
         }
     }
 }
@@ -193,8 +146,7 @@ async fn serve_connection(
             local,
             remote,
         };
-        let stream = Arc::new(stream);
-        serve_stream(shared, SharedTcp(stream.clone()), client, Some(stream)).await;
+        serve_stream(shared, stream, client).await;
         return;
     };
     let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
@@ -217,22 +169,17 @@ async fn serve_connection(
         local,
         remote,
     };
-    serve_stream(shared, stream, client, None).await;
+    serve_stream(shared, stream, client).await;
 }
 
 /// Reads framed messages from one connection and passes them to the core until the client
-/// closes it, the framing breaks, or shutdown. `direct` is the connection when it is plain
-/// TCP, which relay tasks then write to without waking the writer task.
-async fn serve_stream<S>(
-    shared: Arc<Shared>,
-    stream: S,
-    client: ClientAddr,
-    direct: Option<Arc<TcpStream>>,
-) where
+/// closes it, the framing breaks, or shutdown.
+async fn serve_stream<S>(shared: Arc<Shared>, stream: S, client: ClientAddr)
+where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (mut reader, writer) = tokio::io::split(stream);
-    let sink = Arc::new(StreamSink::new(direct));
+    let sink = Arc::new(StreamSink::default());
     shared.lock().register_stream(client, sink.clone());
     let writer_task = tokio::spawn(write_queued(writer, sink.clone(), shared.shutdown.clone()));
 
