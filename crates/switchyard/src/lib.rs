@@ -10,6 +10,7 @@ pub mod config;
 pub mod health;
 pub mod metrics;
 mod relay;
+pub mod relay_log_limit;
 mod server;
 pub mod telemetry;
 pub mod turn_config;

@@ -24,6 +24,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::cli::{LogFormat, TelemetryArgs};
+use crate::relay_log_limit::{self, RelayLogLimit};
 
 /// Time allowed for one OTLP export request.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -78,6 +79,9 @@ pub fn init(args: &TelemetryArgs) -> anyhow::Result<TelemetryGuard> {
         let tracer = provider.tracer("switchyard");
         tracing_opentelemetry::layer().with_tracer(tracer)
     });
+    let fmt = fmt.with_filter(RelayLogLimit::new(
+        relay_log_limit::DEFAULT_LINES_PER_SECOND,
+    ));
     tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
