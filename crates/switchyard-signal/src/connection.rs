@@ -9,6 +9,7 @@
 
 use std::error::Error as _;
 use std::future::Future;
+use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -474,16 +475,25 @@ impl Driver {
 
         // Reading on lets tungstenite send its reply to a client's close frame, or see the
         // client's reply to ours. Either ends the stream.
-        // NOTE: after an oversized message the stream has already ended, with the rest of the
-        // message unread. Dropping the socket then sends RST, and a client on Linux still reads
-        // the error and close frame written before it. Other client kernels may discard them.
         let drain = async { while self.stream.next().await.is_some() {} };
         if tokio::time::timeout(close_timeout, drain).await.is_err() {
             debug!(?close_timeout, "timed out waiting for the client to close");
         }
+
+        // After an oversized message the stream has already ended with the rest of the message
+        // unread, so dropping the socket sends RST. A client that gets the RST before it has
+        // read the error and the 1009 close frame loses them (Chromium then reports 1006).
+        // Holding the socket a little longer gives the client time to read them first.
+        if matches!(end, DriverEnd::Transport(TransportEnd::MessageTooLarge)) {
+            tokio::time::sleep(close_timeout.min(OVERSIZED_LINGER)).await;
+        }
         debug!(?end, "connection closed");
     }
 }
+
+/// Time a connection that sent an oversized message stays open after its close frame, so the
+/// client reads the error and close frame before the RST that closing the socket sends.
+const OVERSIZED_LINGER: Duration = Duration::from_secs(1);
 
 fn not_resumed() -> ServerMessage {
     ServerMessage::Resumed {
