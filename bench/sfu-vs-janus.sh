@@ -85,7 +85,7 @@ if [ -z "${BENCH_IN_NAMESPACE:-}" ]; then
     cargo build --release -p switchyard -p switchyard-loadgen
   fi
   for binary in "$SWITCHYARD_BIN" "$LOADGEN_BIN"; do
-    [ -x "$binary" ] || { echo "error: $binary is missing; build it with cargo build --release" >&2; exit 1; }
+    [ -x "$binary" ] || { echo "error: $binary is missing; build it with cargo build --release --workspace" >&2; exit 1; }
   done
   exec unshare -n env BENCH_IN_NAMESPACE=1 bash "$0" "$@"
 fi

@@ -56,10 +56,16 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// Log filter without `RUST_LOG`. webrtc-rs logs at `warn` what remote peers cause, such as
+/// DTLS extensions it does not know in every Chromium handshake, so its crates log only errors.
+const DEFAULT_LOG_FILTER: &str = "info,rtc=error,rtc_dtls=error,rtc_ice=error,rtc_sctp=error,\
+                                  rtc_srtp=error,rtc_interceptor=error";
+
 /// Installs the global log subscriber and, with an OTLP endpoint, the trace exporter. Call it
 /// inside the tokio runtime, which carries the export requests.
 pub fn init(args: &TelemetryArgs) -> anyhow::Result<TelemetryGuard> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = match args.log_format.unwrap_or_default() {
         LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).boxed(),
