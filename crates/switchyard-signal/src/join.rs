@@ -8,7 +8,7 @@ use switchyard_proto::{ErrorCode, ServerMessage};
 use tokio::sync::mpsc;
 use tracing::{debug, error};
 
-use crate::names::ParticipantId;
+use crate::names::{validate_identity, ParticipantId};
 use crate::outbound::Outbound;
 use crate::participant::{self, NewSession, SessionHandle};
 use crate::session::{display_name, JoinRequest};
@@ -48,6 +48,14 @@ pub(crate) async fn join(
             })
         }
     };
+    if let Some(identity) = &admission.identity {
+        if let Err(error) = validate_identity(identity) {
+            return Err(Rejected {
+                reply: ServerMessage::error(ErrorCode::InvalidName, error.to_string()),
+                outbound: connection.map(|(_, outbound)| outbound),
+            });
+        }
+    }
     let name = match display_name(request.name, admission.name) {
         Ok(name) => name,
         Err(error) => {

@@ -10,19 +10,23 @@ pub const MAX_ROOM_NAME_CHARS: usize = 64;
 /// Maximum length of a display name, in Unicode scalar values.
 pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
 
+/// Maximum length of a participant identity, from a join token's `sub` or a tokenless join's
+/// `identity`, in Unicode scalar values.
+pub const MAX_IDENTITY_CHARS: usize = 128;
+
 /// Reason a room or display name was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NameError {
     /// The name is empty or only whitespace.
     #[error("{field} must not be empty")]
     Empty {
-        /// `room` or `name`.
+        /// `room`, `name` or `identity`.
         field: &'static str,
     },
     /// The name is longer than its limit.
     #[error("{field} is {length} characters long but the maximum is {max}")]
     TooLong {
-        /// `room` or `name`.
+        /// `room`, `name` or `identity`.
         field: &'static str,
         /// Length of the rejected name in characters.
         length: usize,
@@ -32,7 +36,7 @@ pub enum NameError {
     /// The name contains a control character such as a newline.
     #[error("{field} must not contain control characters")]
     ControlCharacter {
-        /// `room` or `name`.
+        /// `room`, `name` or `identity`.
         field: &'static str,
     },
 }
@@ -82,6 +86,12 @@ impl DisplayName {
     pub fn into_string(self) -> String {
         self.0
     }
+}
+
+/// Validates a participant identity: 1 to [`MAX_IDENTITY_CHARS`] characters, not only
+/// whitespace, no control characters.
+pub fn validate_identity(identity: &str) -> Result<(), NameError> {
+    validate("identity", identity, MAX_IDENTITY_CHARS)
 }
 
 fn validate(field: &'static str, name: &str, max: usize) -> Result<(), NameError> {

@@ -67,7 +67,7 @@ async fn bad_input_gets_error_and_connection_stays_up() {
 }
 
 #[tokio::test]
-async fn long_names_are_rejected() {
+async fn long_names_and_identities_rejected() {
     let server = TestServer::start(loopback_config()).await;
     let mut client = server.connect().await;
 
@@ -80,6 +80,16 @@ async fn long_names_are_rejected() {
         .send_json(serde_json::json!({"type": "join", "room": "demo", "name": long}))
         .await;
     client.expect_error(ErrorCode::InvalidName).await;
+
+    let identities = ["x".repeat(129), String::new(), "\u{7}".to_owned()];
+    for identity in identities {
+        client
+            .send_json(
+                serde_json::json!({"type": "join", "room": "demo", "name": "Ada", "identity": identity}),
+            )
+            .await;
+        client.expect_error(ErrorCode::InvalidName).await;
+    }
 
     let at_limit = "x".repeat(64);
     client.join(&at_limit, &at_limit).await;
