@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use switchyard_turn::TurnConfig;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Reason a TURN config file could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -90,12 +90,41 @@ pub fn log_effective(config: &TurnConfig, message: &str) {
         metrics_listen = ?config.metrics_listen,
         "{message}"
     );
+    if config
+        .static_auth_secrets
+        .iter()
+        .any(|secret| is_weak_secret(secret))
+    {
+        warn!(
+            "a static-auth-secret is an example placeholder or shorter than {MIN_SECRET_BYTES} \
+             bytes, so anyone can compute the relay's credentials; set one from \
+             `openssl rand -hex 32`"
+        );
+    }
+}
+
+/// Shortest static-auth-secret the relay accepts without a warning: 128 bits.
+const MIN_SECRET_BYTES: usize = 16;
+
+/// Returns whether a secret is still one of the example configs' placeholders, or too short to
+/// resist guessing.
+fn is_weak_secret(secret: &str) -> bool {
+    secret.starts_with("replace-with") || secret.len() < MIN_SECRET_BYTES
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::SocketAddr;
+
+    #[test]
+    fn example_secrets_are_weak() {
+        assert!(is_weak_secret("replace-with-the-shared-secret"));
+        assert!(is_weak_secret("short"));
+        assert!(!is_weak_secret(
+            "0f4c1e8d2b7a9c3e5f6a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a"
+        ));
+    }
 
     fn temp_file(name: &str, contents: &str) -> PathBuf {
         let directory =
