@@ -14,6 +14,7 @@
 
 use std::convert::Infallible;
 
+use axum::extract::rejection::{QueryRejection, StringRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -55,13 +56,36 @@ pub(crate) struct SessionQuery {
 /// Handles `POST /v1/send`.
 pub(crate) async fn send(
     State(state): State<AppState>,
-    Query(query): Query<SessionQuery>,
+    query: Result<Query<SessionQuery>, QueryRejection>,
     headers: HeaderMap,
-    body: String,
+    body: Result<String, StringRejection>,
 ) -> Response {
     if let Some(response) = origin_rejection(&state, &headers) {
         return response;
     }
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(rejection) => return query_rejection(&rejection),
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+                ErrorCode::MessageTooLarge,
+                "request body is larger than the server's message size limit",
+            );
+        }
+        Err(rejection) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                None,
+                ErrorCode::InvalidMessage,
+                &format!("invalid request body: {}", rejection.body_text()),
+            );
+        }
+    };
     if state.shutdown.is_cancelled() {
         return error_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -171,12 +195,16 @@ async fn join_without_session(
 /// Handles `GET /v1/events`.
 pub(crate) async fn events(
     State(state): State<AppState>,
-    Query(query): Query<SessionQuery>,
+    query: Result<Query<SessionQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
     if let Some(response) = origin_rejection(&state, &headers) {
         return response;
     }
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(rejection) => return query_rejection(&rejection),
+    };
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "server is shutting down").into_response();
     }
@@ -334,6 +362,17 @@ fn status_for(reply: &ServerMessage) -> StatusCode {
         } => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     }
+}
+
+/// Returns the `400 invalid_message` reply to a query string that does not parse, such as a
+/// `lastSeq` that is not a number.
+fn query_rejection(rejection: &QueryRejection) -> Response {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        None,
+        ErrorCode::InvalidMessage,
+        &format!("invalid query string: {}", rejection.body_text()),
+    )
 }
 
 fn error_response(
