@@ -182,7 +182,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_HTTP", value_name = "ADDR")]
     pub http: Option<SocketAddr>,
 
-    /// UDP address of the one socket that carries all media [default: 127.0.0.1:40000]
+    /// UDP address that carries all media, shared by every media worker [default:
+    /// 127.0.0.1:40000]
     #[arg(long, env = "SWITCHYARD_MEDIA", value_name = "ADDR")]
     pub media: Option<SocketAddr>,
 
