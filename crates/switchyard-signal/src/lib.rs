@@ -64,7 +64,8 @@ pub use config::{
 };
 pub use decode::{decode, decode_with_id, DecodeError, MAX_REQUEST_ID_CHARS};
 pub use names::{
-    DisplayName, NameError, ParticipantId, RoomName, MAX_DISPLAY_NAME_CHARS, MAX_ROOM_NAME_CHARS,
+    validate_identity, DisplayName, NameError, ParticipantId, RoomName, MAX_DISPLAY_NAME_CHARS,
+    MAX_IDENTITY_CHARS, MAX_ROOM_NAME_CHARS,
 };
 pub use relay::TurnRelay;
 pub use session::{MAX_CHAT_BYTES, MAX_METADATA_BYTES, MAX_PEER_SESSION_CHARS};

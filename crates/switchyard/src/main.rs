@@ -24,6 +24,14 @@ async fn main() -> anyhow::Result<()> {
 
 /// Prints a join token signed with the given API key's secret.
 fn token(args: TokenArgs) -> anyhow::Result<()> {
+    if args.api_key.is_empty() || args.api_secret.is_empty() {
+        anyhow::bail!("--api-key and --api-secret must not be empty");
+    }
+    if args.ttl == 0 {
+        anyhow::bail!("--ttl must be at least 1 second");
+    }
+    switchyard_signal::RoomName::parse(args.room.clone()).context("invalid --room")?;
+    switchyard_signal::validate_identity(&args.identity).context("invalid --identity")?;
     let grants = switchyard::token::Grants::parse_list(&args.grants)
         .map_err(|name| anyhow::anyhow!("unknown grant {name:?} in --grants; expected publish, subscribe, publish_data or room_admin"))?;
     let now = std::time::SystemTime::now()

@@ -34,7 +34,7 @@ impl Pauses {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         tokio::task::yield_now().await;
-        if self.0 % 8 == 0 {
+        if self.0.is_multiple_of(8) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }

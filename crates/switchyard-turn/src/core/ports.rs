@@ -28,7 +28,7 @@ impl PortPool {
         for step in 0..span {
             let offset = (u32::from(self.next - self.min) + step) % span;
             let port = self.min + offset as u16;
-            if (even || pair) && port % 2 != 0 {
+            if (even || pair) && !port.is_multiple_of(2) {
                 continue;
             }
             if pair && (port == self.max || self.is_used(port + 1)) {

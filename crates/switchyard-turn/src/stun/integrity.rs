@@ -63,7 +63,7 @@ pub fn verify_integrity(
     let tag_len = attribute.value.len();
     let valid_len = match kind {
         Integrity::Sha1 => tag_len == 20,
-        Integrity::Sha256 => (16..=32).contains(&tag_len) && tag_len % 4 == 0,
+        Integrity::Sha256 => (16..=32).contains(&tag_len) && tag_len.is_multiple_of(4),
     };
     if !valid_len {
         return false;
