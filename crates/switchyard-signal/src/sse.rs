@@ -216,9 +216,15 @@ pub(crate) async fn events(
             "missing `token` query parameter; POST `join` to /v1/send first",
         );
     };
+    // A stream that names a position to continue from is a reconnect; the first stream after
+    // `join` names none.
+    let mut is_resume = true;
     let last_seq = match last_event_id(&headers) {
         Ok(Some(seq)) => seq,
-        Ok(None) => query.last_seq.unwrap_or(0),
+        Ok(None) => {
+            is_resume = query.last_seq.is_some();
+            query.last_seq.unwrap_or(0)
+        }
         Err(()) => {
             return error_response(
                 StatusCode::BAD_REQUEST,
@@ -235,6 +241,9 @@ pub(crate) async fn events(
         Some(session) => attach(&session, connection, outbound, last_seq).await,
         None => None,
     };
+    if is_resume {
+        metrics::counters().resume(attached.is_some());
+    }
     let stream = match attached {
         Some(session) => event_stream(queue, last_seq, Some((session, connection))).boxed(),
         None => {

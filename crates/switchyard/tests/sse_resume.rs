@@ -208,6 +208,23 @@ async fn sse_reconnect_resumes_from_last_event_id() {
     );
     let (id, missed) = events.next().await.expect("missed message");
     assert_eq!(id, 2);
+
+    // The reconnect counts as a resume in the metrics. The counter is shared by every test in
+    // this process, so it is only checked to be at least 1.
+    let head = "GET /metrics HTTP/1.1\r\nConnection: close\r\n";
+    let (mut metrics, status, _) = request(addr, head, "").await;
+    assert_eq!(status, 200);
+    let mut text = String::new();
+    tokio::time::timeout(WAIT, metrics.read_to_string(&mut text))
+        .await
+        .expect("metrics in time")
+        .expect("read metrics");
+    let resumed: f64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("switchyard_resumes_total{result=\"resumed\"} "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no resumed counter in\n{text}"));
+    assert!(resumed >= 1.0, "resumes: {resumed}");
     assert!(
         matches!(&missed.message, ServerMessage::ParticipantJoined { participant } if participant.id == lin_id),
         "{missed:?}"
