@@ -27,6 +27,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 source bench/lib/signaling.sh
+install_reference_packages
 enter_namespace "$0" "$@"
 
 CLIENT_COUNTS=${BENCH_CLIENTS:-1000 10000}

@@ -26,6 +26,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 source bench/lib/signaling.sh
+install_reference_packages
 enter_namespace "$0" "$@"
 
 CONNECTIONS=${BENCH_CONNECTIONS:-100000}

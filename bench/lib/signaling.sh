@@ -62,6 +62,15 @@ require_tools() {
     return 1
   fi
   if [ ! -d bench/reference/node_modules ]; then
+    echo "missing: bench/reference/node_modules; run (cd bench/reference && npm ci) with network access" >&2
+    return 1
+  fi
+}
+
+# Installs the reference server's npm packages when they are missing. Runs before the script
+# enters its namespace, which has no network to reach the npm registry.
+install_reference_packages() {
+  if [ -z "${BENCH_IN_NAMESPACE:-}" ] && [ ! -d bench/reference/node_modules ]; then
     (cd bench/reference && npm ci --no-audit --no-fund)
   fi
 }
