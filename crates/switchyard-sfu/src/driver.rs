@@ -72,7 +72,9 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
                 }
             },
             Some((source, payload)) = mailboxes.inbox.recv() => {
-                sfu.handle_datagram(Instant::now(), source, &payload);
+                if !sfu.handle_datagram(Instant::now(), source, &payload) {
+                    trace!(%source, "datagram for a peer that has left dropped");
+                }
             },
             () = timer => sfu.handle_timeout(Instant::now()),
         }
@@ -81,7 +83,7 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
 }
 
 /// Handles a datagram that this shard's socket read, or passes it to the shard that owns its
-/// peer. Datagrams of no known peer go to this shard's state machine, which drops them.
+/// peer. Datagrams of no known peer are dropped.
 fn dispatch(
     sfu: &mut Sfu,
     shards: &[InboxSender],
@@ -89,8 +91,8 @@ fn dispatch(
     source: SocketAddr,
     payload: &[u8],
 ) {
-    if sfu.owns(source, payload) {
-        sfu.handle_datagram(now, source, payload);
+    // The local lookup comes first, so a shard's own peers cost one routing lookup.
+    if sfu.handle_datagram(now, source, payload) {
         return;
     }
     match sfu.routes.owner(source, payload) {
@@ -101,6 +103,6 @@ fn dispatch(
                 }
             }
         }
-        _ => sfu.handle_datagram(now, source, payload),
+        _ => trace!(%source, len = payload.len(), "datagram for no known peer dropped"),
     }
 }

@@ -396,21 +396,21 @@ impl Sfu {
         }
     }
 
-    /// Routes one datagram from the media socket to its peer connection.
-    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, payload: &[u8]) {
+    /// Routes one datagram from the media socket to its peer connection. Returns false, without
+    /// handling it, when the datagram belongs to none of this state machine's connections.
+    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, payload: &[u8]) -> bool {
         let Some(peer_key) = self.route(source, payload) else {
-            tracing::trace!(%source, len = payload.len(), "datagram for no known peer dropped");
-            return;
+            return false;
         };
         let Some(participant) = self.participants.get_mut(&peer_key.participant) else {
-            return;
+            return true;
         };
         let (participant_id, peer) = participant.split(peer_key.target);
         if !peer.has_remote_description && stun::is_stun(payload) {
             if peer.early_checks.len() < MAX_EARLY_CHECKS {
                 peer.early_checks.push((source, BytesMut::from(payload)));
             }
-            return;
+            return true;
         }
         feed(
             self.local_addr,
@@ -422,6 +422,7 @@ impl Sfu {
         );
         self.dirty.push(peer_key);
         self.drain_dirty(now);
+        true
     }
 
     /// Feeds the STUN checks held back by [`Sfu::handle_datagram`] into a connection that now has
@@ -449,17 +450,6 @@ impl Sfu {
             }
         }
         self.by_address.get(&source).copied()
-    }
-
-    /// Tells whether a datagram belongs to one of this state machine's connections, by the same
-    /// rules as [`Sfu::handle_datagram`] uses to route it.
-    pub fn owns(&self, source: SocketAddr, payload: &[u8]) -> bool {
-        if let Some(ufrag) = stun::local_ufrag(payload) {
-            if self.by_ufrag.contains_key(ufrag) {
-                return true;
-            }
-        }
-        self.by_address.contains_key(&source)
     }
 
     /// Runs the timers of every connection that is due.
