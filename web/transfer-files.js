@@ -11,10 +11,10 @@ export const CHUNK_BYTES = 64 * 1024 - 4;
 /** Bytes before each chunk's payload: the chunk index as a 32-bit big-endian integer. */
 export const CHUNK_HEADER_BYTES = 4;
 
-/** Longest file name, in UTF-8 bytes, that the receiver saves; most file systems allow 255. */
+/** Maximum length in UTF-8 bytes of a saved file name. Most file systems allow 255. */
 export const MAX_SAVED_NAME_BYTES = 200;
 
-/** Longest file name, in characters, that a receiver accepts in an offer. */
+/** Maximum length in characters of a file name that a receiver accepts in an offer. */
 export const MAX_OFFERED_NAME_CHARS = 4096;
 
 /** Returns the number of chunks of a file of `size` bytes; an empty file has none. */
