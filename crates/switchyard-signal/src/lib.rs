@@ -73,7 +73,7 @@ pub use sse::{EVENTS_PATH, SEND_PATH};
 pub use state::AppState;
 pub use store::{
     DuplicateIdentity, JoinPolicy, Member, MemoryRoomStore, RoomEvent, RoomEventSender,
-    RoomSnapshot, RoomStore, StoreError,
+    RoomSnapshot, RoomStore, SharedRoomEvent, StoreError,
 };
 pub use trace::TRACEPARENT;
 

@@ -165,6 +165,11 @@ impl SignalCounters {
         }
     }
 
+    /// Counts a message of type `message_type` that is not an `error`.
+    pub(crate) fn message_type_sent(&self, message_type: &'static str) {
+        self.sent.increment(message_type);
+    }
+
     pub(crate) fn ping_round_trip(&self, rtt: Duration) {
         self.ping_rtt.observe(rtt);
     }
@@ -248,7 +253,7 @@ pub(crate) fn client_type(message: &ClientMessage) -> &'static str {
 }
 
 /// Returns the `type` of a server message as it appears on the wire.
-fn server_type(message: &ServerMessage) -> &'static str {
+pub(crate) fn server_type(message: &ServerMessage) -> &'static str {
     match message {
         ServerMessage::Joined { .. } => "joined",
         ServerMessage::Resumed { .. } => "resumed",

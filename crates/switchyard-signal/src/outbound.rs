@@ -7,21 +7,54 @@
 //! frame, so a connection can always end with its close code even when the client stopped
 //! reading and the queue is full.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::SplitSink;
 use futures_util::SinkExt;
-use switchyard_proto::{CloseCode, ServerFrame};
+use switchyard_proto::{CloseCode, ServerFrame, ServerMessage};
 use tokio::sync::mpsc;
 use tracing::{error, trace};
 
-/// A server message encoded as JSON text, with its sequence number if it has one.
+/// A server message encoded as JSON, with its sequence number if it has one.
+///
+/// `body` is the JSON object without `seq`. [`Encoded::text`] puts `seq` in front when the
+/// frame is written, so the recipients of one broadcast share one encoded body and each gets
+/// its own number.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Encoded {
     pub seq: Option<u64>,
-    pub text: Utf8Bytes,
+    pub body: Utf8Bytes,
 }
+
+impl Encoded {
+    /// Returns the JSON text as it goes on the wire: `body` with `"seq":N` as its first member.
+    /// That is the text `serde_json` makes of the [`ServerFrame`] with `seq` set, because
+    /// `seq` is the frame's first field.
+    pub(crate) fn text(&self) -> Utf8Bytes {
+        let Some(seq) = self.seq else {
+            return self.body.clone();
+        };
+        // `encode` writes a JSON object, so the body starts with `{`.
+        let Some(members) = self.body.as_str().strip_prefix('{') else {
+            error!(body = %self.body, "encoded message is not a JSON object, sending it without seq");
+            return self.body.clone();
+        };
+        let mut text = String::with_capacity(MAX_SEQ_PREFIX_BYTES + members.len());
+        text.push_str("{\"seq\":");
+        // Writing to a `String` cannot fail.
+        let _ = write!(text, "{seq}");
+        if members != "}" {
+            text.push(',');
+        }
+        text.push_str(members);
+        text.into()
+    }
+}
+
+/// Maximum length of `{"seq":N,`, with the 20 digits of the largest `u64`.
+const MAX_SEQ_PREFIX_BYTES: usize = "{\"seq\":,".len() + 20;
 
 /// Item of the outbound queue.
 #[derive(Debug)]
@@ -157,30 +190,47 @@ async fn feed(
     sink: &mut SplitSink<WebSocket, Message>,
     message: Encoded,
 ) -> Result<(), OutboundError> {
-    trace!(
-        seq = message.seq,
-        bytes = message.text.len(),
-        "sending message"
-    );
-    sink.feed(Message::Text(message.text))
+    let text = message.text();
+    trace!(seq = message.seq, bytes = text.len(), "sending message");
+    sink.feed(Message::Text(text))
         .await
         .map_err(OutboundError::Write)
 }
 
-/// Encodes a frame as JSON text. Returns `None`, after logging, if encoding fails, which would
-/// be a bug: `ServerFrame` has only string keys and plain values.
+/// Encodes a frame as JSON and counts it as sent. Returns `None`, after logging, if encoding
+/// fails, which would be a bug: `ServerFrame` has only string keys and plain values.
 pub(crate) fn encode(frame: &ServerFrame) -> Option<Encoded> {
     crate::metrics::counters().message_sent(&frame.message);
-    match serde_json::to_string(frame) {
-        Ok(text) => Some(Encoded {
-            seq: frame.seq,
-            text: text.into(),
-        }),
+    let body = encode_body(frame.request_id.as_deref(), &frame.message)?;
+    Some(Encoded {
+        seq: frame.seq,
+        body,
+    })
+}
+
+/// Encodes a message as the JSON object of a [`ServerFrame`] without `seq`, which
+/// [`Encoded::text`] adds. Does not count it as sent.
+pub(crate) fn encode_body(request_id: Option<&str>, message: &ServerMessage) -> Option<Utf8Bytes> {
+    let body = FrameBody {
+        request_id,
+        message,
+    };
+    match serde_json::to_string(&body) {
+        Ok(text) => Some(text.into()),
         Err(err) => {
-            error!(error = %err, ?frame, "could not encode server message, dropping it");
+            error!(error = %err, ?message, "could not encode server message, dropping it");
             None
         }
     }
+}
+
+/// A [`ServerFrame`] without `seq`, serialized with the same field names and order.
+#[derive(serde::Serialize)]
+struct FrameBody<'a> {
+    #[serde(rename = "requestId", skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+    #[serde(flatten)]
+    message: &'a ServerMessage,
 }
 
 fn close_frame(code: CloseCode) -> Message {
@@ -205,8 +255,49 @@ mod tests {
     fn message(n: usize) -> Encoded {
         Encoded {
             seq: Some(n as u64),
-            text: Utf8Bytes::from(n.to_string()),
+            body: Utf8Bytes::from(format!("{{\"n\":{n}}}")),
         }
+    }
+
+    #[test]
+    fn text_equals_serde_encoding_of_the_frame() {
+        let messages = [
+            (None, ServerMessage::Ok),
+            (
+                Some("r1".to_owned()),
+                ServerMessage::error(switchyard_proto::ErrorCode::InvalidMessage, "bad \"x\""),
+            ),
+            (
+                None,
+                ServerMessage::Chat {
+                    from: "p1".into(),
+                    text: "hi \u{2603}\n".into(),
+                    ts: 17,
+                },
+            ),
+        ];
+        for (request_id, message) in messages {
+            for seq in [None, Some(1), Some(10), Some(u64::MAX)] {
+                let frame = ServerFrame {
+                    seq,
+                    request_id: request_id.clone(),
+                    message: message.clone(),
+                };
+                let expected = serde_json::to_string(&frame).unwrap();
+                let encoded = encode(&frame).unwrap();
+                assert_eq!(encoded.seq, seq);
+                assert_eq!(encoded.text().as_str(), expected);
+            }
+        }
+    }
+
+    #[test]
+    fn text_of_an_empty_body_has_only_seq() {
+        let encoded = Encoded {
+            seq: Some(3),
+            body: Utf8Bytes::from_static("{}"),
+        };
+        assert_eq!(encoded.text().as_str(), r#"{"seq":3}"#);
     }
 
     #[test]

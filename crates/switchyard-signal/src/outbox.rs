@@ -21,13 +21,14 @@ pub(crate) struct OutboxConfig {
     pub max_age: Duration,
 }
 
-/// One numbered message, encoded as it goes on the wire.
+/// One numbered message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Numbered {
     /// Sequence number, from 1.
     pub seq: u64,
-    /// JSON text of the message, which contains `seq`.
-    pub text: Utf8Bytes,
+    /// JSON object of the message without `seq`, often shared with the other recipients of a
+    /// broadcast.
+    pub body: Utf8Bytes,
 }
 
 #[derive(Debug)]
@@ -80,6 +81,7 @@ impl Outbox {
     }
 
     /// Returns the sequence number the next message gets.
+    #[cfg(test)]
     pub(crate) fn next_seq(&self) -> u64 {
         self.next_seq
     }
@@ -91,10 +93,10 @@ impl Outbox {
 
     /// Stores the message numbered [`Outbox::next_seq`] and returns it, after dropping what is
     /// over the limits.
-    pub(crate) fn push(&mut self, now: Instant, text: Utf8Bytes) -> Numbered {
+    pub(crate) fn push(&mut self, now: Instant, body: Utf8Bytes) -> Numbered {
         let message = Numbered {
             seq: self.next_seq,
-            text,
+            body,
         };
         self.next_seq += 1;
         self.entries.push_back(Entry {

@@ -9,13 +9,14 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use axum::extract::ws::Utf8Bytes;
 use switchyard_proto::{ClientFrame, CloseCode, ErrorCode, ServerFrame, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, info_span, Instrument};
 
 use crate::metrics::{self, decode_and_count};
 use crate::names::{ParticipantId, RoomName};
-use crate::outbound::{encode, Encoded, Outbound, OutboundError};
+use crate::outbound::{encode, encode_body, Encoded, Outbound, OutboundError};
 use crate::outbox::{Outbox, OutboxConfig};
 use crate::rate::{Admission, RateLimiter};
 use crate::requests::{Lookup, RequestCache, DEFAULT_REQUEST_CACHE};
@@ -23,7 +24,7 @@ use crate::session::{
     joined_step, SessionEnd, SessionIdentity, SfuRequest, Step, StoreRequest, TransportEnd,
 };
 use crate::state::AppState;
-use crate::store::{RoomEvent, RoomSnapshot, StoreError};
+use crate::store::{EncodedEvent, RoomEvent, RoomSnapshot, SharedRoomEvent, StoreError};
 use crate::token::Grants;
 use crate::trace::{request_span, TraceParent};
 
@@ -69,7 +70,7 @@ pub(crate) struct Attach {
 pub(crate) struct NewSession {
     pub room: RoomName,
     pub participant_id: ParticipantId,
-    pub room_events: mpsc::UnboundedReceiver<RoomEvent>,
+    pub room_events: mpsc::UnboundedReceiver<SharedRoomEvent>,
     /// The room as the store admitted the participant to it.
     pub snapshot: RoomSnapshot,
     /// What the participant may do.
@@ -145,7 +146,7 @@ struct Actor {
     participant_id: ParticipantId,
     token: String,
     inputs: mpsc::UnboundedReceiver<Input>,
-    room_events: Option<mpsc::UnboundedReceiver<RoomEvent>>,
+    room_events: Option<mpsc::UnboundedReceiver<SharedRoomEvent>>,
     sfu_events: Option<mpsc::UnboundedReceiver<ServerFrame>>,
     outbox: Outbox,
     requests: RequestCache,
@@ -204,10 +205,7 @@ impl Actor {
             let deadline = self.next_deadline();
             let handled = tokio::select! {
                 Some(input) = self.inputs.recv() => self.on_input(input).await,
-                Some(event) = next_event(&mut self.room_events) => match event.into_message() {
-                    Some(message) => self.deliver(ServerFrame::event(message)),
-                    None => Err(SessionEnd::Replaced),
-                },
+                Some(event) = next_event(&mut self.room_events) => self.on_room_event(&event),
                 Some(frame) = next_event(&mut self.sfu_events) => self.on_sfu_frame(frame),
                 () = sleep_until(deadline) => self.on_timeout(),
                 () = self.state.shutdown.cancelled() => Err(SessionEnd::Shutdown),
@@ -431,15 +429,36 @@ impl Actor {
         self.deliver(ServerFrame::reply(request_id, message))
     }
 
+    /// Delivers a room event, encoded once for all the members that get it.
+    fn on_room_event(&mut self, event: &SharedRoomEvent) -> Handled {
+        if matches!(**event, RoomEvent::Replaced) {
+            return Err(SessionEnd::Replaced);
+        }
+        let Some(encoded) = event.encoded(encode_room_event) else {
+            return Ok(());
+        };
+        metrics::counters().message_type_sent(encoded.message_type);
+        self.deliver_body(encoded.body.clone())
+    }
+
     /// Numbers a message, keeps it in the outbox and queues it on the attached connection.
-    fn deliver(&mut self, mut frame: ServerFrame) -> Handled {
-        frame.seq = Some(self.outbox.next_seq());
+    fn deliver(&mut self, frame: ServerFrame) -> Handled {
         let Some(encoded) = encode(&frame) else {
             return Ok(());
         };
-        self.outbox.push(Instant::now(), encoded.text.clone());
+        self.deliver_body(encoded.body)
+    }
+
+    /// Numbers an encoded message body, keeps it in the outbox and queues it on the attached
+    /// connection.
+    fn deliver_body(&mut self, body: Utf8Bytes) -> Handled {
+        let seq = self.outbox.push(Instant::now(), body.clone()).seq;
         let Some(transport) = &self.transport else {
             return Ok(());
+        };
+        let encoded = Encoded {
+            seq: Some(seq),
+            body,
         };
         match transport.outbound.push(encoded) {
             Ok(()) => Ok(()),
@@ -487,7 +506,7 @@ impl Actor {
         let mut batch: Vec<Encoded> = encode(&resumed).into_iter().collect();
         batch.extend(missed.into_iter().map(|message| Encoded {
             seq: Some(message.seq),
-            text: message.text,
+            body: message.body,
         }));
         info!(
             connection,
@@ -529,11 +548,12 @@ impl Actor {
     /// Queues `farewell` and a close frame on the attached connection and lets it go.
     fn close_transport(&mut self, farewell: Option<ServerMessage>, code: CloseCode) {
         let farewell = farewell.and_then(|message| {
-            let mut frame = ServerFrame::event(message);
-            frame.seq = Some(self.outbox.next_seq());
-            let encoded = encode(&frame)?;
-            self.outbox.push(Instant::now(), encoded.text.clone());
-            Some(encoded)
+            let body = encode(&ServerFrame::event(message))?.body;
+            let seq = self.outbox.push(Instant::now(), body.clone()).seq;
+            Some(Encoded {
+                seq: Some(seq),
+                body,
+            })
         });
         if let Some(transport) = self.transport.take() {
             transport.outbound.close(farewell, code);
@@ -575,6 +595,16 @@ impl Actor {
         metrics::counters().session_ended(metrics::session_end_label(end));
         info!(reason = %end, "session ended");
     }
+}
+
+/// Encodes the message of a room event for [`SharedRoomEvent::encoded`]. Returns `None` for
+/// [`RoomEvent::Replaced`], which has no message.
+fn encode_room_event(event: &RoomEvent) -> Option<EncodedEvent> {
+    let message = event.clone().into_message()?;
+    Some(EncodedEvent {
+        message_type: metrics::server_type(&message),
+        body: encode_body(None, &message)?,
+    })
 }
 
 /// Returns the `error` for a message over the rate limit.

@@ -333,7 +333,7 @@ fn to_event(message: Encoded, last_id: u64) -> Event {
     let id = message.seq.unwrap_or(last_id);
     Event::default()
         .id(id.to_string())
-        .data(message.text.as_str())
+        .data(message.text().as_str())
 }
 
 /// Tells the session that its stream is gone when dropped.

@@ -6,7 +6,11 @@
 //! Redis, with pub/sub for the events) can replace [`MemoryRoomStore`] without changes to the
 //! handlers.
 
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
+
 use async_trait::async_trait;
+use axum::extract::ws::Utf8Bytes;
 use switchyard_proto::{ParticipantInfo, PeerSignal, ServerMessage};
 use tokio::sync::mpsc;
 
@@ -131,7 +135,71 @@ pub struct RoomSnapshot {
 ///
 /// Unbounded because the session moves each event at once into the client's bounded outbound
 /// queue, which is where a slow client is detected.
-pub type RoomEventSender = mpsc::UnboundedSender<RoomEvent>;
+pub type RoomEventSender = mpsc::UnboundedSender<SharedRoomEvent>;
+
+/// A room event as a store delivers it. Clones share one allocation, so a store sends one
+/// event to every member of a room by cloning it, and the sessions encode it as JSON once:
+/// the first session to send it stores the encoding here for the others.
+#[derive(Clone, Debug)]
+pub struct SharedRoomEvent(Arc<SharedInner>);
+
+#[derive(Debug)]
+struct SharedInner {
+    event: RoomEvent,
+    /// JSON object of the event's message without `seq`, and the message's `type`, or `None`
+    /// when it has no message or encoding it failed.
+    encoded: OnceLock<Option<EncodedEvent>>,
+}
+
+/// A room event's message encoded once for all its recipients.
+#[derive(Clone, Debug)]
+pub(crate) struct EncodedEvent {
+    /// The message's `type`, for the sent-message counters.
+    pub message_type: &'static str,
+    /// JSON object of the message without `seq`.
+    pub body: Utf8Bytes,
+}
+
+impl SharedRoomEvent {
+    /// Wraps an event for delivery to one or more members.
+    pub fn new(event: RoomEvent) -> Self {
+        SharedRoomEvent(Arc::new(SharedInner {
+            event,
+            encoded: OnceLock::new(),
+        }))
+    }
+
+    /// Returns the encoded message, running `encode` if no recipient has encoded it yet.
+    pub(crate) fn encoded(
+        &self,
+        encode: impl FnOnce(&RoomEvent) -> Option<EncodedEvent>,
+    ) -> Option<&EncodedEvent> {
+        self.0
+            .encoded
+            .get_or_init(|| encode(&self.0.event))
+            .as_ref()
+    }
+}
+
+impl Deref for SharedRoomEvent {
+    type Target = RoomEvent;
+
+    fn deref(&self) -> &RoomEvent {
+        &self.0.event
+    }
+}
+
+impl From<RoomEvent> for SharedRoomEvent {
+    fn from(event: RoomEvent) -> Self {
+        SharedRoomEvent::new(event)
+    }
+}
+
+impl PartialEq<RoomEvent> for SharedRoomEvent {
+    fn eq(&self, other: &RoomEvent) -> bool {
+        self.0.event == *other
+    }
+}
 
 /// Participant entering a room.
 #[derive(Debug)]

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use switchyard_proto::PeerSignal;
 
 use super::{
-    DuplicateIdentity, JoinPolicy, Member, RoomEvent, RoomSnapshot, RoomStore, StoreError,
+    DuplicateIdentity, JoinPolicy, Member, RoomEvent, RoomSnapshot, RoomStore, SharedRoomEvent,
+    StoreError,
 };
 use crate::names::{ParticipantId, RoomName};
 
@@ -160,7 +161,7 @@ impl RoomStore for MemoryRoomStore {
             signal,
         };
         // A closed channel belongs to a session that has ended and is about to call `leave`.
-        let _ = member.events.send(event);
+        let _ = member.events.send(event.into());
         Ok(())
     }
 }
@@ -192,7 +193,7 @@ fn admit(
     }
     if let Some(index) = duplicate {
         let old = members.remove(index);
-        let _ = old.events.send(RoomEvent::Replaced);
+        let _ = old.events.send(RoomEvent::Replaced.into());
         broadcast(members, RoomEvent::ParticipantLeft(old.id));
     }
 
@@ -205,7 +206,9 @@ fn admit(
     })
 }
 
+/// Sends one shared copy of `event` to every member.
 fn broadcast(members: &[Member], event: RoomEvent) {
+    let event = SharedRoomEvent::new(event);
     for member in members {
         // A closed channel belongs to a session that has ended and is about to call `leave`.
         let _ = member.events.send(event.clone());
@@ -218,7 +221,7 @@ mod tests {
     use switchyard_proto::ParticipantInfo;
     use tokio::sync::mpsc;
 
-    fn member(id: &str, name: &str) -> (Member, mpsc::UnboundedReceiver<RoomEvent>) {
+    fn member(id: &str, name: &str) -> (Member, mpsc::UnboundedReceiver<SharedRoomEvent>) {
         let (events, receiver) = mpsc::unbounded_channel();
         let member = Member {
             id: ParticipantId::from_string(id.into()),
@@ -414,7 +417,7 @@ mod identity_tests {
     use super::*;
     use tokio::sync::mpsc;
 
-    fn member(id: &str, identity: &str) -> (Member, mpsc::UnboundedReceiver<RoomEvent>) {
+    fn member(id: &str, identity: &str) -> (Member, mpsc::UnboundedReceiver<SharedRoomEvent>) {
         let (events, receiver) = mpsc::unbounded_channel();
         let member = Member {
             id: ParticipantId::from_string(id.into()),
@@ -446,7 +449,7 @@ mod identity_tests {
             RoomEvent::ParticipantLeft(ParticipantId::from_string("g1".into()))
         );
         assert!(matches!(
-            ada_events.try_recv().unwrap(),
+            &*ada_events.try_recv().unwrap(),
             RoomEvent::ParticipantJoined(info) if info.id == "g2"
         ));
         assert!(ada_events.try_recv().is_err());
@@ -479,7 +482,7 @@ mod limit_tests {
     use super::*;
     use tokio::sync::mpsc;
 
-    fn member(id: &str) -> (Member, mpsc::UnboundedReceiver<RoomEvent>) {
+    fn member(id: &str) -> (Member, mpsc::UnboundedReceiver<SharedRoomEvent>) {
         let (events, receiver) = mpsc::unbounded_channel();
         let member = Member {
             id: ParticipantId::from_string(id.into()),
