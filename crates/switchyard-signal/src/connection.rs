@@ -189,6 +189,10 @@ impl Driver {
     async fn serve(&mut self) -> DriverEnd {
         let ping_timeout = self.state.config.ping_timeout;
         let mut last_read = Instant::now();
+        // Moved forward only when it fires, instead of set again for every frame, which would
+        // cost a timer wheel insert and removal per frame.
+        let idle = tokio::time::sleep_until(last_read + ping_timeout);
+        tokio::pin!(idle);
         loop {
             // Frames that arrived in one read are decoded from memory without touching the
             // socket, so without this a burst of input would be handled without yielding.
@@ -205,9 +209,15 @@ impl Driver {
                     log_writer_result(result);
                     Err(DriverEnd::WriterDone)
                 }
-                () = tokio::time::sleep_until(last_read + ping_timeout) => {
-                    debug!(?ping_timeout, "no frame from the client within the ping timeout");
-                    Err(DriverEnd::Transport(TransportEnd::PingTimeout))
+                () = &mut idle => {
+                    let deadline = last_read + ping_timeout;
+                    if deadline > Instant::now() {
+                        idle.as_mut().reset(deadline);
+                        Ok(())
+                    } else {
+                        debug!(?ping_timeout, "no frame from the client within the ping timeout");
+                        Err(DriverEnd::Transport(TransportEnd::PingTimeout))
+                    }
                 }
                 () = self.state.shutdown.cancelled(), if unbound => Err(DriverEnd::Shutdown),
             };

@@ -7,11 +7,14 @@
 //! a connection, messages wait in the outbox, and the participant stays in the room until
 //! [`SignalConfig::reconnect_grace`](crate::SignalConfig::reconnect_grace) has passed.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::pin::Pin;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
 use switchyard_proto::{ClientFrame, CloseCode, ErrorCode, ServerFrame, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Sleep;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::{debug, error, info, info_span, Instrument};
 
 use crate::metrics::{self, decode_and_count};
@@ -121,11 +124,18 @@ pub(crate) fn start(state: &AppState, session: NewSession) -> (SessionHandle, St
             outbound,
         }),
         grace_deadline: None,
+        timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        timer_deadline: None,
+        shutdown: Box::pin(state.shutdown.clone().cancelled_owned()),
     };
     let first = (session.join_request_id, session.snapshot);
     state.sessions.spawn(actor.run(first).instrument(span));
     (handle, token)
 }
+
+/// Maximum number of room events a session delivers in one turn of its loop. A larger batch
+/// means fewer turns, but a client message that arrives meanwhile waits behind the whole batch.
+const ROOM_EVENT_BATCH: usize = 64;
 
 /// Result of handling one input. `Err` ends the session.
 type Handled = Result<(), SessionEnd>;
@@ -154,6 +164,14 @@ struct Actor {
     transport: Option<Transport>,
     /// End of the grace period while no connection is attached.
     grace_deadline: Option<Instant>,
+    /// Timer for the grace period and the outbox's age limit. Kept from one turn of the loop
+    /// to the next, because setting a timer on every room event costs a timer wheel insert and
+    /// removal each.
+    timer: Pin<Box<Sleep>>,
+    /// When `timer` fires, or `None` when it is not set.
+    timer_deadline: Option<Instant>,
+    /// Completes when the server shuts down. Kept for the same reason as `timer`.
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 impl Actor {
@@ -202,13 +220,17 @@ impl Actor {
             // this a burst would starve the writer tasks.
             tokio::task::consume_budget().await;
 
-            let deadline = self.next_deadline();
+            self.set_timer();
+            let timer_set = self.timer_deadline.is_some();
             let handled = tokio::select! {
                 Some(input) = self.inputs.recv() => self.on_input(input).await,
-                Some(event) = next_event(&mut self.room_events) => self.on_room_event(&event),
+                Some(event) = next_event(&mut self.room_events) => self.on_room_events(event),
                 Some(frame) = next_event(&mut self.sfu_events) => self.on_sfu_frame(frame),
-                () = sleep_until(deadline) => self.on_timeout(),
-                () = self.state.shutdown.cancelled() => Err(SessionEnd::Shutdown),
+                () = &mut self.timer, if timer_set => {
+                    self.timer_deadline = None;
+                    self.on_timeout()
+                }
+                () = &mut self.shutdown => Err(SessionEnd::Shutdown),
             };
             if let Err(end) = handled {
                 return end;
@@ -220,6 +242,18 @@ impl Actor {
         match (self.grace_deadline, self.outbox.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        }
+    }
+
+    /// Sets the timer for the next deadline if it is not set or set for a later time. A
+    /// timer set too early fires, finds nothing due, and is set again.
+    fn set_timer(&mut self) {
+        let Some(deadline) = self.next_deadline() else {
+            return;
+        };
+        if self.timer_deadline.is_none_or(|set| deadline < set) {
+            self.timer.as_mut().reset(deadline.into());
+            self.timer_deadline = Some(deadline);
         }
     }
 
@@ -429,8 +463,25 @@ impl Actor {
         self.deliver(ServerFrame::reply(request_id, message))
     }
 
+    /// Delivers `first` and then the room events already queued behind it, at most
+    /// [`ROOM_EVENT_BATCH`] in all, without a turn of the `select!` loop for each.
+    fn on_room_events(&mut self, first: SharedRoomEvent) -> Handled {
+        let now = Instant::now();
+        self.on_room_event(&first, now)?;
+        for _ in 1..ROOM_EVENT_BATCH {
+            let Some(receiver) = &mut self.room_events else {
+                break;
+            };
+            let Ok(event) = receiver.try_recv() else {
+                break;
+            };
+            self.on_room_event(&event, now)?;
+        }
+        Ok(())
+    }
+
     /// Delivers a room event, encoded once for all the members that get it.
-    fn on_room_event(&mut self, event: &SharedRoomEvent) -> Handled {
+    fn on_room_event(&mut self, event: &SharedRoomEvent, now: Instant) -> Handled {
         if matches!(**event, RoomEvent::Replaced) {
             return Err(SessionEnd::Replaced);
         }
@@ -438,7 +489,7 @@ impl Actor {
             return Ok(());
         };
         metrics::counters().message_type_sent(encoded.message_type);
-        self.deliver_body(encoded.body.clone())
+        self.deliver_body(encoded.body.clone(), now)
     }
 
     /// Numbers a message, keeps it in the outbox and queues it on the attached connection.
@@ -446,13 +497,13 @@ impl Actor {
         let Some(encoded) = encode(&frame) else {
             return Ok(());
         };
-        self.deliver_body(encoded.body)
+        self.deliver_body(encoded.body, Instant::now())
     }
 
-    /// Numbers an encoded message body, keeps it in the outbox and queues it on the attached
-    /// connection.
-    fn deliver_body(&mut self, body: Utf8Bytes) -> Handled {
-        let seq = self.outbox.push(Instant::now(), body.clone()).seq;
+    /// Numbers an encoded message body, keeps it in the outbox as sent at `now` and queues it
+    /// on the attached connection.
+    fn deliver_body(&mut self, body: Utf8Bytes, now: Instant) -> Handled {
+        let seq = self.outbox.push(now, body.clone()).seq;
         let Some(transport) = &self.transport else {
             return Ok(());
         };
@@ -621,14 +672,6 @@ pub(crate) fn rate_limit_close() -> ServerMessage {
         ErrorCode::RateLimited,
         "too many messages over the rate limit, closing the connection",
     )
-}
-
-/// Sleeps until `deadline`, or forever without one.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Receives from an optional channel. Stays pending while there is no channel, and drops the
