@@ -18,7 +18,7 @@
 # Usage: bench/turn-vs-coturn.sh
 # Settings (environment): BENCH_CLIENTS (default 20), BENCH_MESSAGES per client (default
 # 4000), BENCH_BYTES per message (default 1200), BENCH_INTERVAL_MS between one client's
-# messages (default 1).
+# messages (default 1), BENCH_TRANSPORTS to run (default "udp tcp").
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -33,6 +33,7 @@ CLIENTS=${BENCH_CLIENTS:-20}
 MESSAGES=${BENCH_MESSAGES:-4000}
 BYTES=${BENCH_BYTES:-1200}
 INTERVAL_MS=${BENCH_INTERVAL_MS:-1}
+TRANSPORTS=${BENCH_TRANSPORTS:-udp tcp}
 # Upper bound on one uclient run.
 UCLIENT_TIMEOUT=300
 
@@ -99,7 +100,7 @@ echo "load: turnutils_uclient -m $CLIENTS -n $MESSAGES -l $BYTES -z $INTERVAL_MS
 echo
 
 start_peer "$PEER_PORT" "$WORK"
-for transport in udp tcp; do
+for transport in $TRANSPORTS; do
   options=()
   [ "$transport" = tcp ] && options=(-t)
   for server in coturn switchyard; do
@@ -108,7 +109,7 @@ for transport in udp tcp; do
 done
 
 printf '%-9s %-12s %12s %9s %14s %20s\n' transport server 'messages/s' 'loss %' 'server CPU s' 'messages per CPU s'
-for transport in udp tcp; do
+for transport in $TRANSPORTS; do
   for server in coturn switchyard; do
     key="$server $transport"
     printf '%-9s %-12s %12s %9s %14s %20s\n' "$transport" "$server" "${RATE[$key]}" \

@@ -4,12 +4,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tracing::info;
 
 use crate::config::TurnConfig;
 use crate::core::{Core, CoreConfig};
 use crate::counters::TurnCounters;
+use crate::driver::socket::UdpSocket;
 use crate::driver::{self, stream, tls, udp, Shared};
 use crate::error::TurnError;
 
@@ -42,12 +43,8 @@ pub async fn start(config: TurnConfig) -> Result<TurnServer, TurnError> {
 
     let mut udp_sockets = Vec::new();
     for addr in &config.listen_udp {
-        let socket = UdpSocket::bind(addr)
-            .await
-            .map_err(|source| bind_error("udp", *addr, source))?;
-        let local = socket
-            .local_addr()
-            .map_err(|source| bind_error("udp", *addr, source))?;
+        let socket = UdpSocket::bind(*addr).map_err(|source| bind_error("udp", *addr, source))?;
+        let local = socket.local_addr();
         udp_sockets.push((Arc::new(socket), local));
     }
     let tcp_listeners = bind_tcp(&config.listen_tcp, "tcp").await?;
@@ -64,8 +61,8 @@ pub async fn start(config: TurnConfig) -> Result<TurnServer, TurnError> {
         counters,
     );
 
-    for (socket, local) in udp_sockets {
-        udp::spawn_listener(&shared, socket, local);
+    for (socket, _) in udp_sockets {
+        udp::spawn_listener(&shared, socket);
     }
     for (listener, _) in tcp_listeners {
         stream::spawn_listener(&shared, listener, None);

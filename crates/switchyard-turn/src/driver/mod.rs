@@ -3,6 +3,7 @@
 //! never held across an `.await`.
 
 mod batch;
+pub(crate) mod socket;
 pub(crate) mod stream;
 pub(crate) mod tcp_relay;
 pub(crate) mod tls;
@@ -13,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -24,6 +25,7 @@ use crate::core::{
 };
 use crate::counters::TurnCounters;
 use batch::Outbox;
+use socket::UdpSocket;
 use stream::StreamSink;
 
 /// State shared by every driver task of one server.
@@ -65,7 +67,7 @@ impl ClientSink {
     pub fn send(&self, data: &[u8]) {
         match self {
             ClientSink::Udp { socket, to } => {
-                if let Err(error) = socket.try_send_to(data, *to) {
+                if let Err(error) = socket.send_to(data, *to) {
                     debug!(client = %to, %error, "failed to send to client");
                 }
             }
@@ -215,7 +217,7 @@ impl State {
                         socket: Some(socket.clone()),
                         task,
                     },
-                    socket.local_addr(),
+                    Ok(socket.local_addr()),
                 )
             }),
             RelayTransport::Tcp => tcp_relay::bind_listener(addr).map(|listener| {

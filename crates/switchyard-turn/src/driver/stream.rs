@@ -12,7 +12,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace};
 
-use super::{now, udp::send_to_peer, Shared};
+use super::{now, Shared};
 use crate::core::{ClientAddr, ClientOutput, ConnectionId, Transport};
 use crate::counters::Direction;
 use crate::stun::StreamFramer;
@@ -258,7 +258,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
                 ClientOutput::Reply => sink.push(&out),
                 ClientOutput::ToPeer { peer, payload, .. } => {
                     if let Some(socket) = relay_socket {
-                        send_to_peer(&socket, &frame[payload], peer).await;
+                        socket.send_to_waiting(&frame[payload], peer).await;
                     }
                 }
                 ClientOutput::ConnectionBound { connection } => {

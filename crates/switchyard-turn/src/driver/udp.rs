@@ -6,32 +6,17 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 use tracing::{debug, trace};
 
 use super::batch::{self, Datagrams, Outbox, BATCH};
+use super::socket::UdpSocket;
 use super::{now, ClientSink, Shared, State};
 use crate::core::{ClientAddr, ClientOutput, RelayId, Transport};
 
-/// Socket buffer size requested for listener and relay sockets. Linux caps it at
-/// `net.core.rmem_max` and `net.core.wmem_max`.
-const SOCKET_BUFFER: usize = 4 << 20;
-
-/// Asks for large socket buffers, so that bursts are queued rather than dropped.
-pub(crate) fn enlarge_buffers(socket: &UdpSocket) {
-    let socket = socket2::SockRef::from(socket);
-    if let Err(error) = socket
-        .set_recv_buffer_size(SOCKET_BUFFER)
-        .and_then(|()| socket.set_send_buffer_size(SOCKET_BUFFER))
-    {
-        debug!(%error, "failed to enlarge UDP socket buffers");
-    }
-}
-
 /// Serves STUN and TURN on one UDP listener socket until shutdown.
-pub(crate) fn spawn_listener(shared: &Arc<Shared>, socket: Arc<UdpSocket>, local: SocketAddr) {
-    enlarge_buffers(&socket);
+pub(crate) fn spawn_listener(shared: &Arc<Shared>, socket: Arc<UdpSocket>) {
+    let local = socket.local_addr();
     shared.lock().register_udp_listener(socket.clone(), local);
     let shared = shared.clone();
     let tasks = shared.tasks.clone();
@@ -65,7 +50,7 @@ pub(crate) fn spawn_listener(shared: &Arc<Shared>, socket: Arc<UdpSocket>, local
                 // The core's lock is released before the system calls.
                 for (relay_socket, peer, index, payload) in to_peers.drain(..) {
                     let data = &datagrams.bytes(index)[payload];
-                    if let Err(error) = batch::send_to(&relay_socket, data, peer) {
+                    if let Err(error) = relay_socket.send_to(data, peer) {
                         trace!(%peer, %error, "dropped datagram that failed to send to a peer");
                     }
                 }
@@ -120,26 +105,9 @@ fn handle_datagrams(
     state.drain_commands(shared);
 }
 
-/// Sends a datagram to a peer, waiting for buffer space only when the socket is full.
-pub(crate) async fn send_to_peer(socket: &UdpSocket, payload: &[u8], peer: SocketAddr) {
-    let result = match socket.try_send_to(payload, peer) {
-        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-            socket.send_to(payload, peer).await
-        }
-        result => result,
-    };
-    if let Err(error) = result {
-        trace!(%peer, %error, "failed to send to peer");
-    }
-}
-
 /// Binds a UDP relay socket to `addr`.
 pub(crate) fn bind_relay(addr: SocketAddr) -> io::Result<Arc<UdpSocket>> {
-    let socket = std::net::UdpSocket::bind(addr)?;
-    socket.set_nonblocking(true)?;
-    let socket = UdpSocket::from_std(socket)?;
-    enlarge_buffers(&socket);
-    Ok(Arc::new(socket))
+    UdpSocket::bind(addr).map(Arc::new)
 }
 
 /// Relays datagrams that peers send to `socket` toward the client.
@@ -153,7 +121,7 @@ pub(crate) fn spawn_relay(
     let shared = shared.clone();
     let tasks = shared.tasks.clone();
     tasks.spawn(async move {
-        let ipv6 = socket.local_addr().is_ok_and(|local| local.is_ipv6());
+        let ipv6 = socket.local_addr().is_ipv6();
         let mut scratch = Vec::with_capacity(2048);
         let mut to_client = Outbox::default();
         loop {
