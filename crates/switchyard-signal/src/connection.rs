@@ -119,9 +119,9 @@ fn start(
     debug!("connection opened");
     let open = metrics::counters().connection_opened(metrics::Transport::WebSocket);
     let (sink, stream) = socket.split();
-    let (outbound, queue) = outbound::channel(state.config.outbound_queue);
+    let (outbound, socket) = outbound::websocket_channel(state.config.outbound_queue, sink);
     let ping_interval = state.config.ping_interval;
-    let writer = tokio::spawn(outbound::write_loop(sink, queue, ping_interval).in_current_span());
+    let writer = tokio::spawn(crate::writer::write_loop(socket, ping_interval).in_current_span());
 
     let rate = RateLimiter::new(
         state.config.max_messages_per_second,
@@ -413,7 +413,10 @@ impl Driver {
             return Ok(());
         };
         match outbound.push(encoded) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                outbound.write_queued();
+                Ok(())
+            }
             Err(OutboundError::Full { capacity }) => {
                 debug!(
                     capacity,

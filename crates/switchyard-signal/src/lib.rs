@@ -23,7 +23,8 @@
 //! tungstenite stops reading after them.
 //!
 //! Every frame for a client goes through one bounded queue of
-//! [`SignalConfig::outbound_queue`] messages, drained by one writer task. A client whose queue
+//! [`SignalConfig::outbound_queue`] messages, which the session writes to the socket after each
+//! batch, with a writer task per connection taking over when the socket is full. A client whose queue
 //! is full when another message arrives is disconnected with close code 4008. Cancelling the
 //! shutdown token given to [`AppState::new`] sends every client `error` `server_shutdown` and
 //! close code 1001.
@@ -52,6 +53,7 @@ mod state;
 mod store;
 pub mod token;
 mod trace;
+mod writer;
 
 use axum::routing::{get, post};
 use axum::Router;

@@ -1,5 +1,5 @@
-//! The one ordered, bounded queue of frames for a client connection, and the WebSocket writer
-//! task that drains it.
+//! The one ordered, bounded queue of frames for a client connection. For a WebSocket it is
+//! written to the socket as [`crate::writer`] describes; a Server-Sent Events stream reads it.
 //!
 //! Room events, SFU events and replies all pass through [`Outbound::push`], so frames reach the
 //! client in the order they were pushed. The queue has one producer at a time: the connection
@@ -8,14 +8,15 @@
 //! reading and the queue is full.
 
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::stream::SplitSink;
-use futures_util::SinkExt;
 use switchyard_proto::{CloseCode, ServerFrame, ServerMessage};
 use tokio::sync::mpsc;
-use tracing::{error, trace};
+use tracing::error;
+
+use crate::writer::SharedSocket;
 
 /// A server message encoded as JSON, with its sequence number if it has one.
 ///
@@ -91,13 +92,33 @@ pub(crate) enum OutboundError {
 pub(crate) struct Outbound {
     sender: mpsc::Sender<Outgoing>,
     capacity: usize,
+    /// The WebSocket the queue is written to, which the producer writes to itself in
+    /// [`Outbound::write_queued`]. `None` for Server-Sent Events streams, which read the queue.
+    socket: Option<Arc<SharedSocket>>,
 }
 
 /// Creates a queue for `capacity` messages, plus the slot kept for the close frame.
 pub(crate) fn channel(capacity: usize) -> (Outbound, mpsc::Receiver<Outgoing>) {
     let capacity = capacity.max(1);
     let (sender, receiver) = mpsc::channel(capacity + 1);
-    (Outbound { sender, capacity }, receiver)
+    let outbound = Outbound {
+        sender,
+        capacity,
+        socket: None,
+    };
+    (outbound, receiver)
+}
+
+/// Creates a queue for `capacity` messages that is written to `sink`. Returns the producer and
+/// the socket state for [`write_loop`](crate::writer::write_loop).
+pub(crate) fn websocket_channel(
+    capacity: usize,
+    sink: SplitSink<WebSocket, Message>,
+) -> (Outbound, Arc<SharedSocket>) {
+    let (mut outbound, queue) = channel(capacity);
+    let socket = SharedSocket::new(sink, queue);
+    outbound.socket = Some(socket.clone());
+    (outbound, socket)
 }
 
 impl Outbound {
@@ -135,66 +156,25 @@ impl Outbound {
         }
         // The slot kept free by `push` guarantees room. A stopped writer needs no close frame.
         let _ = self.sender.try_send(Outgoing::Close(code));
+        self.write_queued();
     }
-}
 
-/// Sends the queued frames in order until a close frame was sent, the queue's producer is
-/// dropped, or the socket fails. Sends a ping every `ping_interval` so that the reader can
-/// tell a dead peer from a quiet one.
-pub(crate) async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut queue: mpsc::Receiver<Outgoing>,
-    ping_interval: Duration,
-) -> Result<(), OutboundError> {
-    let mut ping =
-        tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let first = tokio::select! {
-            item = queue.recv() => match item {
-                Some(item) => item,
-                None => return Ok(()),
-            },
-            _ = ping.tick() => {
-                let payload = crate::metrics::ping_payload();
-                sink.send(Message::Ping(payload.to_vec().into()))
-                    .await
-                    .map_err(OutboundError::Write)?;
-                continue;
-            }
-        };
-        // Buffer everything already waiting and flush once, instead of once per frame.
-        let mut next = Some(first);
-        while let Some(item) = next {
-            match item {
-                Outgoing::Message(message) => feed(&mut sink, message).await?,
-                Outgoing::Batch(messages) => {
-                    for message in messages {
-                        feed(&mut sink, message).await?;
-                    }
-                }
-                Outgoing::Close(code) => {
-                    sink.send(close_frame(code))
-                        .await
-                        .map_err(OutboundError::Write)?;
-                    return Ok(());
-                }
-            }
-            next = queue.try_recv().ok();
+    /// Writes the queued messages to the WebSocket now if it takes them without waiting, and
+    /// otherwise wakes the writer task to write them. Frames pushed since the last call wait
+    /// until the next one, so a producer calls it after each batch of pushes.
+    pub(crate) fn write_queued(&self) {
+        if let Some(socket) = &self.socket {
+            socket.write_queued();
         }
-        sink.flush().await.map_err(OutboundError::Write)?;
     }
 }
 
-async fn feed(
-    sink: &mut SplitSink<WebSocket, Message>,
-    message: Encoded,
-) -> Result<(), OutboundError> {
-    let text = message.text();
-    trace!(seq = message.seq, bytes = text.len(), "sending message");
-    sink.feed(Message::Text(text))
-        .await
-        .map_err(OutboundError::Write)
+impl Drop for Outbound {
+    fn drop(&mut self) {
+        if let Some(socket) = &self.socket {
+            socket.producer_dropped();
+        }
+    }
 }
 
 /// Encodes a frame as JSON and counts it as sent. Returns `None`, after logging, if encoding
@@ -231,22 +211,6 @@ struct FrameBody<'a> {
     request_id: Option<&'a str>,
     #[serde(flatten)]
     message: &'a ServerMessage,
-}
-
-fn close_frame(code: CloseCode) -> Message {
-    let reason = match code {
-        CloseCode::Normal => "left",
-        CloseCode::GoingAway => "server shutdown",
-        CloseCode::MessageTooBig => "message too large",
-        CloseCode::SlowConsumer => "slow consumer",
-        CloseCode::Superseded => "resumed on another connection",
-        CloseCode::Replaced => "replaced by a new join",
-        CloseCode::RateLimited => "message rate limit exceeded",
-    };
-    Message::Close(Some(CloseFrame {
-        code: code.code(),
-        reason: Utf8Bytes::from_static(reason),
-    }))
 }
 
 #[cfg(test)]
@@ -359,26 +323,5 @@ mod tests {
             outbound.push(message(1)),
             Err(OutboundError::Full { capacity: 1 })
         ));
-    }
-
-    #[test]
-    fn close_reasons_fit_a_control_frame() {
-        let codes = [
-            CloseCode::Normal,
-            CloseCode::GoingAway,
-            CloseCode::MessageTooBig,
-            CloseCode::SlowConsumer,
-            CloseCode::Superseded,
-            CloseCode::Replaced,
-        ];
-        for code in codes {
-            let Message::Close(Some(frame)) = close_frame(code) else {
-                panic!("not a close frame");
-            };
-            assert_eq!(frame.code, code.code());
-            // RFC 6455 section 5.5: control frame payloads are at most 125 bytes, two of which
-            // carry the code.
-            assert!(frame.reason.len() <= 123);
-        }
     }
 }

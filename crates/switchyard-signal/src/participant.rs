@@ -220,6 +220,12 @@ impl Actor {
             // this a burst would starve the writer tasks.
             tokio::task::consume_budget().await;
 
+            // Writes what the last turn queued with one `send` system call, unless the socket
+            // is full.
+            if let Some(transport) = &self.transport {
+                transport.outbound.write_queued();
+            }
+
             self.set_timer();
             let timer_set = self.timer_deadline.is_some();
             let handled = tokio::select! {
