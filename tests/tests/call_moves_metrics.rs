@@ -1,8 +1,8 @@
 //! A call between one publisher and two subscribers moves the server's Prometheus metrics:
 //! open WebSocket connections, connected peer connections, forwarded RTP packets and the
-//! round-trip time histograms of signaling and RTCP. Every scrape passes `promtool check
-//! metrics` (Debian's `prometheus` package), and the bundled relay's series are in the same
-//! output.
+//! round-trip time histograms of signaling and RTCP, and the time RTP packets spend in the SFU.
+//! Every scrape passes `promtool check metrics` (Debian's `prometheus` package), and the bundled
+//! relay's series are in the same output.
 
 mod support;
 
@@ -89,6 +89,15 @@ async fn scenario() {
     );
     assert!(value(&during, "switchyard_sfu_rtp_forwarded_bytes_total") > 0.0);
     assert!(value(&during, "switchyard_sfu_rtp_received_packets_total") > 0.0);
+    // Every RTP packet received on the media socket carries a kernel receive timestamp.
+    let delays = value(&during, "switchyard_sfu_rtp_delay_seconds_count");
+    assert!(delays > 0.0, "no RTP packet delay was recorded");
+    let delay_sum = value(&during, "switchyard_sfu_rtp_delay_seconds_sum");
+    assert!(
+        delay_sum / delays < 1.0,
+        "mean delay in the SFU of {} s is not plausible",
+        delay_sum / delays
+    );
     assert_eq!(
         value(
             &during,

@@ -21,5 +21,6 @@ pub mod peer;
 pub mod probe;
 pub mod report;
 pub mod scenario;
+pub mod sfu_delay;
 pub mod stats;
 pub mod switchyard;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::scenario::{Config, Snapshot};
+use crate::sfu_delay::SfuDelay;
 use crate::stats::{Delivery, Latency};
 
 /// Results of one scenario run. Rates are per second of the measurement window; "forwarded"
@@ -40,6 +41,9 @@ pub struct Report {
     /// One-way latency from the publisher's `write_rtp` to the subscriber's read of the packet,
     /// both webrtc-rs stacks included.
     pub latency: Latency,
+    /// Time RTP packets spent inside the SFU in the window, from the SFU's own histogram;
+    /// Switchyard only.
+    pub sfu_delay: Option<SfuDelay>,
 }
 
 impl Report {
@@ -53,6 +57,7 @@ impl Report {
         end: &Snapshot,
         mut delivery: Delivery,
         failed_writes: u64,
+        sfu_delay: Option<SfuDelay>,
     ) -> Report {
         let window_s = end.at.duration_since(start.at).as_secs_f64();
         let forwarded = delivery.received;
@@ -87,6 +92,7 @@ impl Report {
             forwarded_per_server_cpu_s: server_cpu_s.and_then(per_cpu_s),
             loadgen_cpu_s: end.own_cpu.saturating_sub(start.own_cpu).as_secs_f64(),
             latency: delivery.latency(),
+            sfu_delay,
         }
     }
 
@@ -95,6 +101,10 @@ impl Report {
         let optional = |value: Option<f64>, digits: usize| match value {
             Some(value) => format!("{value:.digits$}"),
             None => "n/a (no --server-pid)".to_owned(),
+        };
+        let bound = |value: Option<f64>| match value {
+            Some(value) => format!("{value:.0}"),
+            None => "(above the largest bucket)".to_owned(),
         };
         let mut lines = vec![
             format!(
@@ -126,6 +136,15 @@ impl Report {
                 "  latency            p50 {:.0} us, p99 {:.0} us, max {:.0} us",
                 self.latency.p50_us, self.latency.p99_us, self.latency.max_us
             ),
+            match &self.sfu_delay {
+                Some(delay) => format!(
+                    "  time in the SFU    p50 at most {} us, p99 at most {} us ({} packets)",
+                    bound(delay.p50_us_at_most),
+                    bound(delay.p99_us_at_most),
+                    delay.packets
+                ),
+                None => "  time in the SFU    n/a (Switchyard only)".to_owned(),
+            },
             format!("  server CPU         {} s", optional(self.server_cpu_s, 2)),
             format!(
                 "  server CPU/packet  {} us",

@@ -19,6 +19,7 @@ use crate::janus;
 use crate::peer::{SendCounters, VideoProfile};
 use crate::probe::Kind;
 use crate::report::Report;
+use crate::sfu_delay;
 use crate::stats::{Delivery, Recorder, TrackWindow};
 use crate::switchyard::{Participant, Role};
 
@@ -126,9 +127,15 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
     }
     tokio::time::sleep(config.warmup).await;
 
+    let delay_start = scrape_delay(&config.server).await;
     let start = Snapshot::take(config.server_pid, &publishers)?;
     tokio::time::sleep(config.duration).await;
     let end = Snapshot::take(config.server_pid, &publishers)?;
+    let delay_end = scrape_delay(&config.server).await;
+    let sfu_delay = match (delay_start, delay_end) {
+        (Some(start), Some(end)) => Some(sfu_delay::window(&start, &end)),
+        _ => None,
+    };
     tokio::time::sleep(DRAIN).await;
 
     let mut delivery = Delivery::default();
@@ -163,7 +170,23 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
         &end,
         delivery,
         failed_writes,
+        sfu_delay,
     ))
+}
+
+/// Reads the delay histogram of a Switchyard server. Janus has none, and a failed read is
+/// reported and leaves the figure out.
+async fn scrape_delay(server: &Server) -> Option<sfu_delay::Buckets> {
+    let Server::Switchyard { http, .. } = server else {
+        return None;
+    };
+    match sfu_delay::scrape(*http).await {
+        Ok(buckets) => Some(buckets),
+        Err(error) => {
+            eprintln!("warning: no SFU delay figures: {error:#}");
+            None
+        }
+    }
 }
 
 /// The receiving participants: in a fan-out the subscribers, in a meeting every participant,

@@ -44,6 +44,10 @@ fn fan_out_to_two_subscribers() {
         summary["latency"]["p99_us"].as_f64().unwrap_or(0.0) > 0.0,
         "{summary}"
     );
+    // The SFU's own delay histogram was read at both edges of the window.
+    let delay = &summary["sfu_delay"];
+    assert!(delay["packets"].as_u64().unwrap_or(0) > 0, "{summary}");
+    assert!(delay["p99_us_at_most"].is_number(), "{summary}");
 }
 
 /// Starts the server, runs the load generator against it and returns its JSON summary.

@@ -8,6 +8,7 @@
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
 use quinn_udp::{RecvMeta, UdpSocketState};
@@ -55,9 +56,13 @@ impl BatchSocket {
         self.socket.readable().await
     }
 
-    /// Reads one batch without waiting and hands each datagram to `handle` with its source.
-    /// Returns the number of datagrams, or 0 when none was waiting.
-    pub fn receive_batch(&mut self, mut handle: impl FnMut(SocketAddr, &[u8])) -> usize {
+    /// Reads one batch without waiting and hands each datagram to `handle` with its source and
+    /// the kernel's receive time since the Unix epoch, when the kernel gave one. Returns the
+    /// number of datagrams, or 0 when none was waiting.
+    pub fn receive_batch(
+        &mut self,
+        mut handle: impl FnMut(SocketAddr, &[u8], Option<Duration>),
+    ) -> usize {
         let mut chunks = self.buffers.chunks_exact_mut(RECEIVE_BUFFER);
         // `buffers` contains exactly BATCH chunks, so `next` never runs out.
         let mut slices: [IoSliceMut<'_>; BATCH] =
@@ -80,7 +85,7 @@ impl BatchSocket {
         for (meta, slice) in self.metas.iter().zip(&slices).take(count) {
             let stride = meta.stride.max(1);
             for datagram in slice[..meta.len].chunks(stride) {
-                handle(meta.addr, datagram);
+                handle(meta.addr, datagram, meta.timestamp);
                 datagrams += 1;
             }
         }

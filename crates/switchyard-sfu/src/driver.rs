@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -18,6 +18,10 @@ const IDLE_WAIT: Duration = Duration::from_secs(3600);
 /// Datagrams that may wait for a shard after another shard's socket read them. More are dropped,
 /// as a full socket buffer would drop them.
 pub(crate) const INBOX_CAPACITY: usize = 4096;
+
+/// Receive times kept per batch for the delay histogram. A batch read with UDP GRO can hold
+/// more RTP datagrams than this, and the rest of them are not measured.
+const DELAY_SAMPLES: usize = 4 * BATCH;
 
 /// Channel of datagrams that another shard's socket read for this shard's peers.
 pub(crate) type InboxSender = mpsc::Sender<(SocketAddr, Vec<u8>)>;
@@ -40,6 +44,7 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
         }
     };
     let mut transmits = Vec::with_capacity(BATCH);
+    let mut received_at = Vec::with_capacity(DELAY_SAMPLES);
     loop {
         // Send everything the last step produced before waiting again.
         while let Some(transmit) = sfu.poll_transmit() {
@@ -49,6 +54,7 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
             }
         }
         socket.send_all(&mut transmits).await;
+        record_delays(&sfu, &mut received_at);
 
         let deadline = sfu
             .poll_timeout()
@@ -66,8 +72,14 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
                 if readable.is_ok() {
                     // One clock reading serves the whole batch: it was read in one system call.
                     let now = Instant::now();
-                    socket.receive_batch(|source, payload| {
-                        dispatch(&mut sfu, &mailboxes.shards, now, source, payload);
+                    socket.receive_batch(|source, payload, timestamp| {
+                        let here = dispatch(&mut sfu, &mailboxes.shards, now, source, payload);
+                        // Datagrams passed to another shard are sent after this batch's sends.
+                        if let Some(timestamp) = timestamp.filter(|_| here && is_rtp(payload)) {
+                            if received_at.len() < DELAY_SAMPLES {
+                                received_at.push(timestamp);
+                            }
+                        }
                     });
                 }
             },
@@ -82,18 +94,42 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
     info!(shard = sfu.shard, "SFU shard stopped");
 }
 
+/// Records, for each RTP datagram of the batch just handled, the time from its kernel receive
+/// timestamp until now, when its batch's sends are done. Both clocks are the system's real-time
+/// clock.
+fn record_delays(sfu: &Sfu, received_at: &mut Vec<Duration>) {
+    if received_at.is_empty() {
+        return;
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    for at in received_at.drain(..) {
+        sfu.counters.media_delay(now.saturating_sub(at));
+    }
+}
+
+/// True for an RTP (not RTCP) packet: first byte 128 to 191 (RFC 7983) and an RTP payload type
+/// outside RTCP's packet types 192 to 223 (RFC 5761).
+fn is_rtp(datagram: &[u8]) -> bool {
+    match datagram {
+        [first, second, ..] => (128..=191).contains(first) && !(192..=223).contains(second),
+        _ => false,
+    }
+}
+
 /// Handles a datagram that this shard's socket read, or passes it to the shard that owns its
-/// peer. Datagrams of no known peer are dropped.
+/// peer. Datagrams of no known peer are dropped. Returns true when this shard handled it.
 fn dispatch(
     sfu: &mut Sfu,
     shards: &[InboxSender],
     now: Instant,
     source: SocketAddr,
     payload: &[u8],
-) {
+) -> bool {
     // The local lookup comes first, so a shard's own peers cost one routing lookup.
     if sfu.handle_datagram(now, source, payload) {
-        return;
+        return true;
     }
     match sfu.routes.owner(source, payload) {
         Some(owner) if owner != sfu.shard => {
@@ -105,4 +141,5 @@ fn dispatch(
         }
         _ => trace!(%source, len = payload.len(), "datagram for no known peer dropped"),
     }
+    false
 }

@@ -17,6 +17,11 @@ pub const RTT_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
+/// Upper bounds in seconds of the buckets of the time RTP packets spend in the SFU.
+pub const DELAY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+];
+
 /// A Prometheus-style histogram of durations with fixed bucket bounds.
 #[derive(Debug)]
 pub struct Histogram {
@@ -220,6 +225,7 @@ pub struct SfuCounters {
     feedback_received: [AtomicU64; Feedback::ALL.len()],
     feedback_sent: [AtomicU64; Feedback::ALL.len()],
     rtt: Histogram,
+    delay: Histogram,
 }
 
 #[derive(Debug, Default)]
@@ -260,6 +266,8 @@ pub struct SfuSnapshot {
     pub feedback_sent: Vec<(&'static str, u64)>,
     /// Round-trip times to subscribers, from their RTCP receiver reports.
     pub rtt: HistogramSnapshot,
+    /// Time from the kernel's receipt of an RTP datagram to the end of the sends of its batch.
+    pub delay: HistogramSnapshot,
 }
 
 impl Default for SfuCounters {
@@ -274,6 +282,7 @@ impl Default for SfuCounters {
             feedback_received: Default::default(),
             feedback_sent: Default::default(),
             rtt: Histogram::new(RTT_BUCKETS),
+            delay: Histogram::new(DELAY_BUCKETS),
         }
     }
 }
@@ -314,6 +323,7 @@ impl SfuCounters {
                 .map(|(kind, count)| (kind.as_str(), load(count)))
                 .collect(),
             rtt: self.rtt.snapshot(),
+            delay: self.delay.snapshot(),
         }
     }
 
@@ -368,6 +378,10 @@ impl SfuCounters {
 
     pub(crate) fn feedback_sent(&self, kind: Feedback) {
         self.feedback_sent[feedback_index(kind)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn media_delay(&self, delay: Duration) {
+        self.delay.observe(delay);
     }
 
     pub(crate) fn round_trip(&self, rtt: Duration) {

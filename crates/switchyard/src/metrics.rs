@@ -164,6 +164,13 @@ fn render_sfu(out: &mut Exposition, counters: &SfuCounters) {
         &[("", &sfu.rtt)],
         "",
     );
+    out.histogram(
+        "switchyard_sfu_rtp_delay_seconds",
+        "Time an RTP packet spends in the SFU: from the kernel's receive timestamp to the end of \
+         the sends of the batch it came in.",
+        &[("", &sfu.delay)],
+        "",
+    );
 }
 
 /// Turns `(value, count)` pairs into samples with one label.
