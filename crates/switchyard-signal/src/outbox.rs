@@ -91,20 +91,17 @@ impl Outbox {
         self.next_seq - 1
     }
 
-    /// Stores the message numbered [`Outbox::next_seq`] and returns it, after dropping what is
-    /// over the limits.
-    pub(crate) fn push(&mut self, now: Instant, body: Utf8Bytes) -> Numbered {
-        let message = Numbered {
-            seq: self.next_seq,
-            body,
-        };
+    /// Stores a message under the next sequence number and returns that number, after
+    /// dropping what is over the limits.
+    pub(crate) fn push(&mut self, now: Instant, body: Utf8Bytes) -> u64 {
+        let seq = self.next_seq;
         self.next_seq += 1;
         self.entries.push_back(Entry {
-            message: message.clone(),
+            message: Numbered { seq, body },
             sent_at: now,
         });
         self.trim(now);
-        message
+        seq
     }
 
     /// Applies a cumulative acknowledgement of every message up to `seq`. Returns when message
@@ -202,8 +199,8 @@ mod tests {
         let now = Instant::now();
         let mut outbox = outbox(10);
         assert_eq!(outbox.last_seq(), 0);
-        assert_eq!(outbox.push(now, "a".into()).seq, 1);
-        assert_eq!(outbox.push(now, "b".into()).seq, 2);
+        assert_eq!(outbox.push(now, "a".into()), 1);
+        assert_eq!(outbox.push(now, "b".into()), 2);
         assert_eq!(outbox.next_seq(), 3);
     }
 

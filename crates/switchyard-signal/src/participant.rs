@@ -509,7 +509,7 @@ impl Actor {
     /// Numbers an encoded message body, keeps it in the outbox as sent at `now` and queues it
     /// on the attached connection.
     fn deliver_body(&mut self, body: Utf8Bytes, now: Instant) -> Handled {
-        let seq = self.outbox.push(now, body.clone()).seq;
+        let seq = self.outbox.push(now, body.clone());
         let Some(transport) = &self.transport else {
             return Ok(());
         };
@@ -606,7 +606,7 @@ impl Actor {
     fn close_transport(&mut self, farewell: Option<ServerMessage>, code: CloseCode) {
         let farewell = farewell.and_then(|message| {
             let body = encode(&ServerFrame::event(message))?.body;
-            let seq = self.outbox.push(Instant::now(), body.clone()).seq;
+            let seq = self.outbox.push(Instant::now(), body.clone());
             Some(Encoded {
                 seq: Some(seq),
                 body,
