@@ -1,7 +1,7 @@
 //! The time packets spend inside a Switchyard SFU, read from its own histogram
 //! `switchyard_sfu_rtp_delay_seconds` at both edges of the window. The SFU measures from the
-//! kernel's receive timestamp of each RTP datagram to the end of the sends of its batch, so the
-//! figure leaves out both client stacks, which the end-to-end latency includes.
+//! kernel's receive timestamp of each RTP datagram until every copy made from it has been sent,
+//! so the figure leaves out both client stacks, which the end-to-end latency includes.
 
 use std::net::SocketAddr;
 use std::time::Duration;

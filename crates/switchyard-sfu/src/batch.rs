@@ -28,14 +28,15 @@ const RECEIVE_BUFFER: usize = 64 * 1024;
 /// Ancillary data sent with each datagram: none.
 const NO_CONTROL_MESSAGES: [ControlMessage<'static>; 0] = [];
 
-/// The media socket with its receive buffers and send addresses, reused for every batch.
+/// The media socket with its receive buffers, reused for every batch.
 pub(crate) struct BatchSocket {
     socket: UdpSocket,
     state: UdpSocketState,
     /// [`BATCH`] receive buffers of [`RECEIVE_BUFFER`] bytes, back to back.
     buffers: Vec<u8>,
     metas: Vec<RecvMeta>,
-    addresses: Vec<Option<SockaddrStorage>>,
+    /// Receive buffers that the last read filled.
+    filled: usize,
 }
 
 impl BatchSocket {
@@ -47,7 +48,7 @@ impl BatchSocket {
             state,
             buffers: vec![0u8; BATCH * RECEIVE_BUFFER],
             metas: vec![RecvMeta::default(); BATCH],
-            addresses: Vec::with_capacity(BATCH),
+            filled: 0,
         })
     }
 
@@ -56,13 +57,10 @@ impl BatchSocket {
         self.socket.readable().await
     }
 
-    /// Reads one batch without waiting and hands each datagram to `handle` with its source and
-    /// the kernel's receive time since the Unix epoch, when the kernel gave one. Returns the
-    /// number of datagrams, or 0 when none was waiting.
-    pub fn receive_batch(
-        &mut self,
-        mut handle: impl FnMut(SocketAddr, &[u8], Option<Duration>),
-    ) -> usize {
+    /// Reads one batch without waiting, to be walked with [`BatchSocket::datagrams`]. Returns
+    /// false when no datagram was waiting.
+    pub fn receive(&mut self) -> bool {
+        self.filled = 0;
         let mut chunks = self.buffers.chunks_exact_mut(RECEIVE_BUFFER);
         // `buffers` contains exactly BATCH chunks, so `next` never runs out.
         let mut slices: [IoSliceMut<'_>; BATCH] =
@@ -71,31 +69,33 @@ impl BatchSocket {
             self.state
                 .recv((&self.socket).into(), &mut slices, &mut self.metas)
         });
-        let count = match result {
-            Ok(count) => count,
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return 0,
+        match result {
+            Ok(count) => self.filled = count,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
             // ICMP errors from earlier sends surface here on Linux, and each concerns one peer only.
-            Err(error) => {
-                debug!(%error, "media receive failed");
-                return 0;
-            }
-        };
-
-        let mut datagrams = 0;
-        for (meta, slice) in self.metas.iter().zip(&slices).take(count) {
-            let stride = meta.stride.max(1);
-            for datagram in slice[..meta.len].chunks(stride) {
-                handle(meta.addr, datagram, meta.timestamp);
-                datagrams += 1;
-            }
+            Err(error) => debug!(%error, "media receive failed"),
         }
-        datagrams
+        self.filled > 0
+    }
+
+    /// Each datagram of the last batch with its source and the kernel's receive time since the
+    /// Unix epoch, when the kernel gave one.
+    pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8], Option<Duration>)> {
+        self.metas[..self.filled]
+            .iter()
+            .zip(self.buffers.chunks_exact(RECEIVE_BUFFER))
+            .flat_map(|(meta, buffer)| {
+                // With GRO one buffer holds a run of datagrams of `stride` bytes from one source.
+                buffer[..meta.len]
+                    .chunks(meta.stride.max(1))
+                    .map(move |datagram| (meta.addr, datagram, meta.timestamp))
+            })
     }
 
     /// Sends the transmits in order, up to [`BATCH`] per system call, waiting while the socket's
     /// send buffer is full. A datagram the kernel rejects is dropped and logged, and the rest
     /// still go out.
-    pub async fn send_all(&mut self, transmits: &mut Vec<Transmit>) {
+    pub async fn send_all(&self, transmits: &mut Vec<Transmit>) {
         let mut sent = 0;
         while sent < transmits.len() {
             let end = transmits.len().min(sent + BATCH);
@@ -119,23 +119,19 @@ impl BatchSocket {
 
     /// Sends one batch of at most [`BATCH`] transmits with one `sendmmsg` call and returns how
     /// many the kernel took.
-    fn send_batch(&mut self, batch: &[Transmit]) -> io::Result<usize> {
+    fn send_batch(&self, batch: &[Transmit]) -> io::Result<usize> {
         let mut slices = [[IoSlice::new(&[])]; BATCH];
-        for (slot, transmit) in slices.iter_mut().zip(batch) {
+        let mut addresses = [None; BATCH];
+        for ((slot, address), transmit) in slices.iter_mut().zip(&mut addresses).zip(batch) {
             *slot = [IoSlice::new(&transmit.payload)];
+            *address = Some(SockaddrStorage::from(transmit.destination));
         }
-        self.addresses.clear();
-        self.addresses.extend(
-            batch
-                .iter()
-                .map(|transmit| Some(SockaddrStorage::from(transmit.destination))),
-        );
 
         // NOTE: `MultiHeaders` holds raw pointers and is not `Send`, so it cannot live in this
         // struct across the driver's awaits. It is allocated per batch, not per datagram.
         let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(batch.len(), None);
         let socket = &self.socket;
-        let addresses = &self.addresses;
+        let addresses = &addresses[..batch.len()];
         socket.try_io(Interest::WRITABLE, || {
             let results = sendmmsg(
                 socket.as_raw_fd(),

@@ -69,18 +69,28 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
                 None => break,
             },
             readable = socket.readable() => {
-                if readable.is_ok() {
+                if readable.is_ok() && socket.receive() {
                     // One clock reading serves the whole batch: it was read in one system call.
                     let now = Instant::now();
-                    socket.receive_batch(|source, payload, timestamp| {
+                    for (source, payload, timestamp) in socket.datagrams() {
                         let here = dispatch(&mut sfu, &mailboxes.shards, now, source, payload);
-                        // Datagrams passed to another shard are sent after this batch's sends.
+                        // Datagrams passed to another shard are timed by no one.
                         if let Some(timestamp) = timestamp.filter(|_| here && is_rtp(payload)) {
                             if received_at.len() < DELAY_SAMPLES {
                                 received_at.push(timestamp);
                             }
                         }
-                    });
+                        // A packet for a large room makes many copies. Sending them as soon
+                        // as a full batch is ready, rather than after the last datagram of the
+                        // read, lets the first packets of a burst leave early.
+                        while let Some(transmit) = sfu.poll_transmit() {
+                            transmits.push(transmit);
+                        }
+                        if transmits.len() >= BATCH {
+                            socket.send_all(&mut transmits).await;
+                            record_delays(&sfu, &mut received_at);
+                        }
+                    }
                 }
             },
             Some((source, payload)) = mailboxes.inbox.recv() => {
@@ -94,9 +104,9 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
     info!(shard = sfu.shard, "SFU shard stopped");
 }
 
-/// Records, for each RTP datagram of the batch just handled, the time from its kernel receive
-/// timestamp until now, when its batch's sends are done. Both clocks are the system's real-time
-/// clock.
+/// Records, for each RTP datagram handled since the last send, the time from its kernel
+/// receive timestamp until now, when every copy made from it has been sent. Both clocks are the
+/// system's real-time clock.
 fn record_delays(sfu: &Sfu, received_at: &mut Vec<Duration>) {
     if received_at.is_empty() {
         return;

@@ -19,7 +19,8 @@ pub const RTT_BUCKETS: &[f64] = &[
 
 /// Upper bounds in seconds of the buckets of the time RTP packets spend in the SFU.
 pub const DELAY_BUCKETS: &[f64] = &[
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.003, 0.005, 0.007_5, 0.01, 0.015, 0.02,
+    0.03, 0.05, 0.1,
 ];
 
 /// A Prometheus-style histogram of durations with fixed bucket bounds.
@@ -266,7 +267,7 @@ pub struct SfuSnapshot {
     pub feedback_sent: Vec<(&'static str, u64)>,
     /// Round-trip times to subscribers, from their RTCP receiver reports.
     pub rtt: HistogramSnapshot,
-    /// Time from the kernel's receipt of an RTP datagram to the end of the sends of its batch.
+    /// Time from the kernel's receipt of an RTP datagram until every copy made from it was sent.
     pub delay: HistogramSnapshot,
 }
 

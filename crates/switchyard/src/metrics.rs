@@ -166,8 +166,8 @@ fn render_sfu(out: &mut Exposition, counters: &SfuCounters) {
     );
     out.histogram(
         "switchyard_sfu_rtp_delay_seconds",
-        "Time an RTP packet spends in the SFU: from the kernel's receive timestamp to the end of \
-         the sends of the batch it came in.",
+        "Time an RTP packet spends in the SFU: from the kernel's receive timestamp until every \
+         copy forwarded from it has been sent.",
         &[("", &sfu.delay)],
         "",
     );
