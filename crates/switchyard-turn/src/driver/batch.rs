@@ -68,26 +68,15 @@ pub(crate) struct Datagrams<'a> {
 }
 
 impl<'a> Datagrams<'a> {
-    /// Index, source and bytes of each datagram.
-    pub fn iter(&self) -> impl Iterator<Item = (usize, SocketAddr, &'a [u8])> + 'a {
+    /// Source and bytes of each datagram.
+    pub fn iter(&self) -> impl Iterator<Item = (SocketAddr, &'a [u8])> + 'a {
         let slots = self.slots;
         self.received
             .iter()
             .enumerate()
             // A source that is not an IP address is kept as port 0; no datagram comes from it.
             .filter(|(_, (from, _))| from.port() != 0)
-            .map(move |(index, &(from, len))| {
-                (index, from, &slots[index * STRIDE..index * STRIDE + len])
-            })
-    }
-
-    /// Bytes of the datagram at `index`, or nothing when there is none.
-    pub fn bytes(&self, index: usize) -> &'a [u8] {
-        let slots = self.slots;
-        match self.received.get(index) {
-            Some(&(_, len)) => &slots[index * STRIDE..index * STRIDE + len],
-            None => &[],
-        }
+            .map(move |(index, &(from, len))| (from, &slots[index * STRIDE..index * STRIDE + len]))
     }
 }
 
@@ -298,7 +287,7 @@ mod tests {
         let lengths = receive(&receiver, false, |datagrams| {
             datagrams
                 .iter()
-                .map(|(_, from, data)| {
+                .map(|(from, data)| {
                     assert_eq!(from, sender.local_addr().unwrap());
                     assert!(data.iter().all(|&byte| byte == data.len() as u8));
                     data.len()
@@ -360,12 +349,12 @@ mod tests {
                 .unwrap();
             receiver4.readable().await.unwrap();
             let from4 = receive(&receiver4, false, |datagrams| {
-                datagrams.iter().next().unwrap().1
+                datagrams.iter().next().unwrap().0
             });
             assert_eq!(from4.unwrap(), sender4.local_addr().unwrap());
             receiver6.readable().await.unwrap();
             let from6 = receive(&receiver6, true, |datagrams| {
-                datagrams.iter().next().unwrap().1
+                datagrams.iter().next().unwrap().0
             });
             assert_eq!(from6.unwrap(), sender6.local_addr().unwrap());
         }

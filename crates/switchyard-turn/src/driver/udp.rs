@@ -9,10 +9,10 @@ use std::time::Instant;
 use tokio::task::JoinHandle;
 use tracing::{debug, trace};
 
-use super::batch::{self, Datagrams, Outbox, BATCH};
+use super::batch::{self, Outbox};
 use super::socket::UdpSocket;
-use super::{now, ClientSink, Shared, State};
-use crate::core::{ClientAddr, ClientOutput, RelayId, Transport};
+use super::{now, ClientSink, Shared};
+use crate::core::{ClientAddr, ClientOutput, Now, RelayId, Transport};
 
 /// Serves STUN and TURN on one UDP listener socket until shutdown.
 pub(crate) fn spawn_listener(shared: &Arc<Shared>, socket: Arc<UdpSocket>) {
@@ -23,7 +23,6 @@ pub(crate) fn spawn_listener(shared: &Arc<Shared>, socket: Arc<UdpSocket>) {
     tasks.spawn(async move {
         let mut scratch = Vec::with_capacity(2048);
         let mut replies = Outbox::default();
-        let mut to_peers = Vec::with_capacity(BATCH);
         loop {
             tokio::select! {
                 readable = socket.readable() => {
@@ -35,23 +34,21 @@ pub(crate) fn spawn_listener(shared: &Arc<Shared>, socket: Arc<UdpSocket>) {
                 _ = shared.shutdown.cancelled() => return,
             }
             let handled = batch::receive(&socket, local.is_ipv6(), |datagrams| {
-                let mut state = shared.lock();
-                handle_datagrams(
-                    &mut state,
-                    &shared,
-                    local,
-                    &datagrams,
-                    &mut scratch,
-                    &mut replies,
-                    &mut to_peers,
-                );
-                drop(state);
-
-                // The core's lock is released before the system calls.
-                for (relay_socket, peer, index, payload) in to_peers.drain(..) {
-                    let data = &datagrams.bytes(index)[payload];
-                    if let Err(error) = relay_socket.send_to(data, peer) {
-                        trace!(%peer, %error, "dropped datagram that failed to send to a peer");
+                let now = now();
+                for (remote, data) in datagrams.iter() {
+                    let client = ClientAddr {
+                        transport: Transport::Udp,
+                        local,
+                        remote,
+                    };
+                    let to_peer =
+                        handle_datagram(&shared, now, client, data, &mut scratch, &mut replies);
+                    // Sent right away, while the datagram is still in the CPU's caches, and
+                    // after the core's lock is released.
+                    if let Some((relay_socket, peer, payload)) = to_peer {
+                        if let Err(error) = relay_socket.send_to(&data[payload], peer) {
+                            trace!(%peer, %error, "dropped datagram that failed to send to a peer");
+                        }
                     }
                 }
                 replies.send(&socket);
@@ -66,43 +63,33 @@ pub(crate) fn spawn_listener(shared: &Arc<Shared>, socket: Arc<UdpSocket>) {
     });
 }
 
-/// A payload to send to a peer: the relay socket, the peer, and the index of the datagram in
-/// its batch with the payload's range in it.
-type PeerSend = (Arc<UdpSocket>, SocketAddr, usize, Range<usize>);
-
-/// Passes each datagram of a batch to the core under one lock. Replies go to `replies`, and
-/// payloads for peers to `to_peers` with the relay socket to send them from.
-fn handle_datagrams(
-    state: &mut State,
+/// Passes one datagram from a client to the core. A reply goes to `replies`; a payload for a
+/// peer is returned with the relay socket to send it from and its range in `data`.
+fn handle_datagram(
     shared: &Arc<Shared>,
-    local: SocketAddr,
-    datagrams: &Datagrams<'_>,
+    now: Now,
+    client: ClientAddr,
+    data: &[u8],
     scratch: &mut Vec<u8>,
     replies: &mut Outbox,
-    to_peers: &mut Vec<PeerSend>,
-) {
-    let now = now();
-    for (index, remote, data) in datagrams.iter() {
-        let client = ClientAddr {
-            transport: Transport::Udp,
-            local,
-            remote,
-        };
-        match state.core.handle_client(now, client, data, scratch) {
-            ClientOutput::Reply => replies.push(remote, scratch),
-            ClientOutput::ToPeer {
-                relay,
-                peer,
-                payload,
-            } => {
-                if let Some(relay_socket) = state.relay_socket(relay) {
-                    to_peers.push((relay_socket, peer, index, payload));
-                }
-            }
-            ClientOutput::None | ClientOutput::ConnectionBound { .. } => {}
+) -> Option<(Arc<UdpSocket>, SocketAddr, Range<usize>)> {
+    let mut state = shared.lock();
+    let to_peer = match state.core.handle_client(now, client, data, scratch) {
+        ClientOutput::Reply => {
+            replies.push(client.remote, scratch);
+            None
         }
-    }
+        ClientOutput::ToPeer {
+            relay,
+            peer,
+            payload,
+        } => state
+            .relay_socket(relay)
+            .map(|relay_socket| (relay_socket, peer, payload)),
+        ClientOutput::None | ClientOutput::ConnectionBound { .. } => None,
+    };
     state.drain_commands(shared);
+    to_peer
 }
 
 /// Binds a UDP relay socket to `addr`.
@@ -137,7 +124,7 @@ pub(crate) fn spawn_relay(
             let received = batch::receive(&socket, ipv6, |datagrams| {
                 let now = Instant::now();
                 let mut state = shared.lock();
-                for (_, peer, data) in datagrams.iter() {
+                for (peer, data) in datagrams.iter() {
                     if state.core.handle_peer(now, relay, peer, data, &mut scratch) {
                         to_client.push(client, &scratch);
                     }
