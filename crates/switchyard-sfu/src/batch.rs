@@ -78,8 +78,8 @@ impl BatchSocket {
         self.filled > 0
     }
 
-    /// Each datagram of the last batch with its source and the kernel's receive time since the
-    /// Unix epoch, when the kernel gave one.
+    /// Returns each datagram of the last batch with its source and the kernel's receive time
+    /// since the Unix epoch, when the kernel gave one.
     pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8], Option<Duration>)> {
         self.metas[..self.filled]
             .iter()
