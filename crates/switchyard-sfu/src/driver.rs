@@ -23,13 +23,17 @@ pub(crate) const INBOX_CAPACITY: usize = 4096;
 /// more RTP datagrams than this, and the rest of them are not measured.
 const DELAY_SAMPLES: usize = 4 * BATCH;
 
+/// A datagram that another shard's socket read for this shard's peers: its source, its bytes and
+/// the kernel's receive time.
+pub(crate) type Forwarded = (SocketAddr, Vec<u8>, Option<Duration>);
+
 /// Channel of datagrams that another shard's socket read for this shard's peers.
-pub(crate) type InboxSender = mpsc::Sender<(SocketAddr, Vec<u8>)>;
+pub(crate) type InboxSender = mpsc::Sender<Forwarded>;
 
 /// Everything a shard receives besides its socket's datagrams.
 pub(crate) struct Mailboxes {
     pub commands: mpsc::UnboundedReceiver<Command>,
-    pub inbox: mpsc::Receiver<(SocketAddr, Vec<u8>)>,
+    pub inbox: mpsc::Receiver<Forwarded>,
     /// Every shard's inbox, indexed by shard.
     pub shards: Arc<[InboxSender]>,
 }
@@ -73,12 +77,11 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
                     // One clock reading serves the whole batch: it was read in one system call.
                     let now = Instant::now();
                     for (source, payload, timestamp) in socket.datagrams() {
-                        let here = dispatch(&mut sfu, &mailboxes.shards, now, source, payload);
-                        // Datagrams passed to another shard are timed by no one.
-                        if let Some(timestamp) = timestamp.filter(|_| here && is_rtp(payload)) {
-                            if received_at.len() < DELAY_SAMPLES {
-                                received_at.push(timestamp);
-                            }
+                        let here =
+                            dispatch(&mut sfu, &mailboxes.shards, now, source, payload, timestamp);
+                        // A datagram passed to another shard is timed by that shard.
+                        if here {
+                            note_receipt(&mut received_at, payload, timestamp);
                         }
                         // A packet for a large room makes many copies. Sending them as soon
                         // as a full batch is ready, rather than after the last datagram of the
@@ -93,8 +96,10 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
                     }
                 }
             },
-            Some((source, payload)) = mailboxes.inbox.recv() => {
-                if !sfu.handle_datagram(Instant::now(), source, &payload) {
+            Some((source, payload, timestamp)) = mailboxes.inbox.recv() => {
+                if sfu.handle_datagram(Instant::now(), source, &payload) {
+                    note_receipt(&mut received_at, &payload, timestamp);
+                } else {
                     trace!(%source, "datagram for a peer that has left dropped");
                 }
             },
@@ -102,6 +107,15 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
         }
     }
     info!(shard = sfu.shard, "SFU shard stopped");
+}
+
+/// Keeps the receive time of an RTP datagram this shard handled, for [`record_delays`].
+fn note_receipt(received_at: &mut Vec<Duration>, payload: &[u8], timestamp: Option<Duration>) {
+    if let Some(timestamp) = timestamp.filter(|_| is_rtp(payload)) {
+        if received_at.len() < DELAY_SAMPLES {
+            received_at.push(timestamp);
+        }
+    }
 }
 
 /// Records, for each RTP datagram handled since the last send, the time from its kernel
@@ -136,6 +150,7 @@ fn dispatch(
     now: Instant,
     source: SocketAddr,
     payload: &[u8],
+    received_at: Option<Duration>,
 ) -> bool {
     // The local lookup comes first, so a shard's own peers cost one routing lookup.
     if sfu.handle_datagram(now, source, payload) {
@@ -144,7 +159,10 @@ fn dispatch(
     match sfu.routes.owner(source, payload) {
         Some(owner) if owner != sfu.shard => {
             if let Some(inbox) = shards.get(owner) {
-                if inbox.try_send((source, payload.to_vec())).is_err() {
+                if inbox
+                    .try_send((source, payload.to_vec(), received_at))
+                    .is_err()
+                {
                     trace!(%source, owner, "shard inbox full; datagram dropped");
                 }
             }
