@@ -295,12 +295,15 @@ impl Participant {
     }
 
     /// Waits until the publisher connection is up, then starts writing test packets on the
-    /// offered tracks.
+    /// offered tracks. An earlier wait may already have consumed the `Connected` event, so the
+    /// last recorded state of the publisher connection counts too.
     pub async fn start_publishing(&mut self, offered: OfferedTracks) -> MediaSender {
-        self.wait_for("the publisher connection to connect", |event| {
-            connection_reached(event, Target::Publisher)
-        })
-        .await;
+        if !self.connected(Target::Publisher) {
+            self.wait_for("the publisher connection to connect", |event| {
+                connection_reached(event, Target::Publisher)
+            })
+            .await;
+        }
 
         let mut tracks = Vec::new();
         for (transceiver, kind, track, ssrc) in offered.tracks {
@@ -546,6 +549,15 @@ impl Participant {
             );
         }
         event
+    }
+
+    /// Returns true when the last recorded state of the `target` connection is `Connected`.
+    pub fn connected(&self, target: Target) -> bool {
+        let last_state = self.history.iter().rev().find_map(|event| match event {
+            Event::ConnectionState(changed, state) if *changed == target => Some(*state),
+            _ => None,
+        });
+        last_state == Some(RTCPeerConnectionState::Connected)
     }
 
     /// Describes every event so far, one per line, with SDP left out.
