@@ -20,8 +20,8 @@ const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Cumulative bucket counts: upper bound in seconds (infinity for `+Inf`) and count.
 pub type Buckets = Vec<(f64, u64)>;
 
-/// Quantiles of the delay within the window. Each is the upper bound of the bucket that holds
-/// it, so the true value is at most this; `None` when it falls above the largest finite bound.
+/// Quantiles of the delay within the window. Each is the upper bound of the bucket that contains
+/// it, so the true value is at most this. `None` means it is above the largest finite bound.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SfuDelay {
     /// RTP packets measured in the window.

@@ -85,7 +85,7 @@ impl BatchSocket {
             .iter()
             .zip(self.buffers.chunks_exact(RECEIVE_BUFFER))
             .flat_map(|(meta, buffer)| {
-                // With GRO one buffer holds a run of datagrams of `stride` bytes from one source.
+                // With GRO one buffer contains a run of datagrams of `stride` bytes from one source.
                 buffer[..meta.len]
                     .chunks(meta.stride.max(1))
                     .map(move |datagram| (meta.addr, datagram, meta.timestamp))

@@ -77,10 +77,10 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
                     // One clock reading serves the whole batch: it was read in one system call.
                     let now = Instant::now();
                     for (source, payload, timestamp) in socket.datagrams() {
-                        let here =
+                        let handled_here =
                             dispatch(&mut sfu, &mailboxes.shards, now, source, payload, timestamp);
                         // A datagram passed to another shard is timed by that shard.
-                        if here {
+                        if handled_here {
                             note_receipt(&mut received_at, payload, timestamp);
                         }
                         // A packet for a large room makes many copies. Sending them as soon

@@ -263,12 +263,12 @@ mod tests {
 
     use super::*;
 
-    /// A plain tokio socket to send from or receive with.
+    /// Binds a plain tokio socket to send from or receive with.
     async fn bound() -> tokio::net::UdpSocket {
         tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap()
     }
 
-    /// A socket of the driver's own kind.
+    /// Binds a socket of the driver's own kind.
     fn ours(addr: &str) -> io::Result<UdpSocket> {
         UdpSocket::bind(addr.parse().unwrap())
     }

@@ -1,6 +1,6 @@
 //! UDP sockets that tokio watches for incoming datagrams only.
 //!
-//! `tokio::net::UdpSocket` asks epoll for both read and write readiness. On Linux a UDP socket
+//! `tokio::net::UdpSocket` registers with epoll for both read and write readiness. On Linux a UDP socket
 //! becomes writable again each time the kernel frees a datagram it sent, which on loopback is
 //! during the send itself, so every batch of sends came back as one more epoll event for a
 //! task that was not waiting to write. The relay drops a datagram that does not fit the send
@@ -30,7 +30,7 @@ pub(crate) struct UdpSocket {
 }
 
 impl UdpSocket {
-    /// Binds to `addr`, asks for large buffers and registers with the current runtime.
+    /// Binds to `addr`, requests large buffers and registers with the current runtime.
     pub fn bind(addr: SocketAddr) -> io::Result<Self> {
         let socket = std::net::UdpSocket::bind(addr)?;
         socket.set_nonblocking(true)?;
@@ -67,9 +67,8 @@ impl UdpSocket {
         self.inner.get_ref().send_to(data, to)
     }
 
-    /// Sends one datagram. When the send buffer is full it retries for up to about 20 ms
-    /// before it drops the datagram, so that a client on a stream, which cannot lose data on
-    /// its own connection, is slowed down rather than losing most of a burst.
+    /// Sends one datagram, retrying for up to about 20 ms while the send buffer is full, then
+    /// drops it. A client on TCP or TLS is slowed down this way rather than losing a burst.
     pub async fn send_to_waiting(&self, data: &[u8], to: SocketAddr) {
         for _ in 0..SEND_RETRIES {
             match self.send_to(data, to) {
