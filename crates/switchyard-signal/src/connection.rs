@@ -7,23 +7,20 @@
 //! session and only watches the connection: a close frame, a read error, an oversized message
 //! or a missing pong detaches it from the session, which then waits for a resume.
 
-use std::error::Error as _;
-use std::future::Future;
+use std::future::{poll_fn, Future};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::SplitStream;
-use futures_util::StreamExt;
+use hyper_util::rt::TokioIo;
 use switchyard_proto::{ClientFrame, CloseCode, ErrorCode, ServerFrame, ServerMessage};
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_util::task::task_tracker::TaskTrackerToken;
-use tracing::{debug, error, info_span, Instrument};
+use tracing::{debug, debug_span, Instrument};
 
 use crate::join::{join, Rejected};
 use crate::metrics::{self, decode_and_count};
@@ -33,52 +30,61 @@ use crate::rate::{Admission, RateLimiter};
 use crate::session::{unbound_step, JoinRequest, SessionEnd, TransportEnd, Unbound};
 use crate::state::AppState;
 use crate::trace::{request_span, TraceParent};
+use crate::websocket::{self, Incoming, ReadError};
+use crate::writer::{Io, SharedSocket, Written};
 
-/// Handles `GET /v1/ws`: applies the message size limit and starts the driver after the
-/// upgrade.
-pub(crate) async fn upgrade(
-    ws: WebSocketUpgrade,
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Response {
+/// Handles `GET /v1/ws`: checks the upgrade request, answers 101 and starts the driver once
+/// hyper hands over the connection.
+pub(crate) async fn upgrade(State(state): State<AppState>, mut request: Request) -> Response {
+    let accept = match websocket::accept_key(request.headers()) {
+        Ok(accept) => accept,
+        Err((status, text)) => return (status, text).into_response(),
+    };
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "server is shutting down").into_response();
     }
-    if let Some(response) = origin_rejection(&state, &headers) {
+    if let Some(response) = origin_rejection(&state, request.headers()) {
         return response;
     }
+    let Some(on_upgrade) = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+    else {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            "this connection cannot be upgraded; WebSockets need HTTP/1.1",
+        )
+            .into_response();
+    };
 
     let connection_id = state.next_connection_id();
-    let trace = TraceParent::from_headers(&headers);
+    let trace = TraceParent::from_headers(request.headers());
     // Taken before the upgrade so that shutdown also waits for connections that are starting.
     let tracker_token = state.sessions.token();
-    let limit = state.config.max_message_size;
+    tokio::spawn(async move {
+        let io = match on_upgrade.await {
+            Ok(upgraded) => TokioIo::new(upgraded),
+            Err(error) => {
+                debug!(connection_id, %error, "WebSocket upgrade failed");
+                return;
+            }
+        };
+        // A debug span, so that at the default log level an open connection costs no span
+        // data. A future keeps room for what it captures for as long as it lives, so the
+        // connection's long-lived future gets a task of its own, built from the parts.
+        let span = debug_span!("connection", connection_id);
+        let connection = span.in_scope(|| start(io, state, connection_id, trace, tracker_token));
+        tokio::spawn(connection.instrument(span));
+    });
 
-    // tungstenite checks the frame limit on each frame header, before reading the payload, and
-    // the message limit on reassembled fragments. Without both, tungstenite 0.29's defaults of
-    // 16 MiB per frame and 64 MiB per message would apply.
-    ws.max_message_size(limit)
-        .max_frame_size(limit)
-        .read_buffer_size(READ_BUFFER_SIZE)
-        .on_failed_upgrade(move |error| debug!(connection_id, %error, "WebSocket upgrade failed"))
-        .on_upgrade(move |socket| {
-            let span = info_span!("connection", connection_id);
-            // A future keeps room for what it captures for as long as it lives, so the socket
-            // is taken apart before the connection's long-lived future is built. That future
-            // gets a task of its own, because axum's upgrade task is several KiB larger.
-            let connection =
-                span.in_scope(|| start(socket, state, connection_id, trace, tracker_token));
-            let task = connection.instrument(span);
-            tokio::spawn(task);
-            std::future::ready(())
-        })
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    response
 }
-
-/// Bytes tungstenite reads from the socket at a time. Its default, 128 KiB, is allocated and
-/// zero-filled before every read on every connection, idle or not, while signaling messages
-/// are mostly under 1 KiB. A longer frame takes one read per KiB, which is cheap at signaling
-/// message rates.
-const READ_BUFFER_SIZE: usize = 1024;
 
 /// Text of the `rate_limited` error for one dropped message.
 const RATE_LIMITED_MESSAGE: &str =
@@ -107,10 +113,10 @@ pub(crate) fn origin_rejection(state: &AppState, headers: &HeaderMap) -> Option<
     Some((StatusCode::FORBIDDEN, axum::Json(frame)).into_response())
 }
 
-/// Starts the writer task and returns the driver's future, which reads until the connection
-/// ends and then releases `tracker_token`.
+/// Builds the driver of a new connection and returns its future, which reads until the
+/// connection ends and then releases `tracker_token`.
 fn start(
-    socket: WebSocket,
+    io: Io,
     state: AppState,
     connection_id: u64,
     trace: Option<TraceParent>,
@@ -118,11 +124,8 @@ fn start(
 ) -> impl Future<Output = ()> {
     debug!("connection opened");
     let open = metrics::counters().connection_opened(metrics::Transport::WebSocket);
-    let (sink, stream) = socket.split();
-    let (outbound, socket) = outbound::websocket_channel(state.config.outbound_queue, sink);
-    let ping_interval = state.config.ping_interval;
-    let writer = tokio::spawn(crate::writer::write_loop(socket, ping_interval).in_current_span());
-
+    let socket = SharedSocket::new(io);
+    let outbound = outbound::websocket_queue(state.config.outbound_queue, socket.clone());
     let rate = RateLimiter::new(
         state.config.max_messages_per_second,
         Instant::now().into_std(),
@@ -131,11 +134,13 @@ fn start(
         rate,
         state,
         connection_id,
-        stream,
+        socket,
         binding: Binding::Unbound(outbound),
         trace,
-        writer,
+        write_pending: false,
         writer_done: false,
+        read_ended: false,
+        close_sent: false,
     };
     async move {
         let _open = open;
@@ -161,7 +166,7 @@ enum Binding {
 enum DriverEnd {
     /// The connection ended or failed on the client's side.
     Transport(TransportEnd),
-    /// The writer sent its close frame or failed.
+    /// The close frame was written, writing failed, or the queue's producer is gone.
     WriterDone,
     /// The server is shutting down while no session owns the queue.
     Shutdown,
@@ -174,49 +179,73 @@ struct Driver {
     rate: RateLimiter,
     state: AppState,
     connection_id: u64,
-    stream: SplitStream<WebSocket>,
+    socket: Arc<SharedSocket>,
     binding: Binding,
     /// Trace context from the upgrade request's `traceparent`, the parent of every request
     /// span on this connection.
     trace: Option<TraceParent>,
-    writer: JoinHandle<Result<(), OutboundError>>,
+    /// The output buffer or the queue has frames that the producer left to the driver.
+    write_pending: bool,
+    /// The close frame was written or writing failed.
     writer_done: bool,
+    /// Reading reached the end of the stream or an error.
+    read_ended: bool,
+    /// A close frame answering the client's, or a protocol violation, is in the output buffer.
+    close_sent: bool,
 }
 
 impl Driver {
-    /// Reads frames until the connection ends, the writer stops or, before `join`, the server
-    /// shuts down.
+    /// Reads frames until the connection ends, the writing ends or, before `join`, the server
+    /// shuts down. Sends the pings and writes what the queue's producer leaves to it.
     async fn serve(&mut self) -> DriverEnd {
         let ping_timeout = self.state.config.ping_timeout;
+        let ping_interval = self.state.config.ping_interval;
+        let limit = self.state.config.max_message_size;
         let mut last_read = Instant::now();
-        // Moved forward only when it fires, instead of set again for every frame, which would
-        // cost a timer wheel insert and removal per frame.
-        let idle = tokio::time::sleep_until(last_read + ping_timeout);
-        tokio::pin!(idle);
+        let mut next_ping = last_read + ping_interval;
+        // One timer for pings and the ping timeout. It moves only when it fires, instead of
+        // for every frame, which would cost a timer wheel insert and removal per frame.
+        let timer = tokio::time::sleep_until(next_ping.min(last_read + ping_timeout));
+        tokio::pin!(timer);
         loop {
             // Frames that arrived in one read are decoded from memory without touching the
             // socket, so without this a burst of input would be handled without yielding.
             tokio::task::consume_budget().await;
 
             let unbound = matches!(self.binding, Binding::Unbound(_));
+            let socket = &*self.socket;
             let handled = tokio::select! {
-                frame = self.stream.next() => {
+                incoming = poll_fn(|cx| socket.poll_read(cx, limit)) => {
                     last_read = Instant::now();
-                    self.on_frame(frame).await
+                    match self.on_incoming(incoming) {
+                        // Boxed: before `join` the driver decodes and answers messages itself,
+                        // and that future would otherwise make up most of the size of every
+                        // open connection's task.
+                        Ok(Some(text)) => Box::pin(self.on_unbound_text(text)).await,
+                        Ok(None) => Ok(()),
+                        Err(end) => Err(end),
+                    }
                 }
-                result = &mut self.writer, if !self.writer_done => {
-                    self.writer_done = true;
-                    log_writer_result(result);
-                    Err(DriverEnd::WriterDone)
+                written = poll_fn(|cx| socket.poll_write(cx)), if self.write_pending => {
+                    self.on_written(written)
                 }
-                () = &mut idle => {
-                    let deadline = last_read + ping_timeout;
-                    if deadline > Instant::now() {
-                        idle.as_mut().reset(deadline);
-                        Ok(())
-                    } else {
+                () = socket.woken() => {
+                    self.write_pending = true;
+                    Ok(())
+                }
+                () = &mut timer => {
+                    let now = Instant::now();
+                    if now >= last_read + ping_timeout {
                         debug!(?ping_timeout, "no frame from the client within the ping timeout");
                         Err(DriverEnd::Transport(TransportEnd::PingTimeout))
+                    } else {
+                        if now >= next_ping {
+                            self.socket.ping(&metrics::ping_payload());
+                            self.write_pending = true;
+                            next_ping = now + ping_interval;
+                        }
+                        timer.as_mut().reset(next_ping.min(last_read + ping_timeout));
+                        Ok(())
                     }
                 }
                 () = self.state.shutdown.cancelled(), if unbound => Err(DriverEnd::Shutdown),
@@ -227,10 +256,33 @@ impl Driver {
         }
     }
 
-    async fn on_frame(&mut self, frame: Option<Result<Message, axum::Error>>) -> Handled {
-        match frame {
-            Some(Ok(Message::Text(text))) => match self.rate.admit(Instant::now().into_std()) {
-                Admission::Allow => self.on_text(text.as_str()).await,
+    fn on_written(&mut self, written: Written) -> Handled {
+        match written {
+            Written::Idle => {
+                self.write_pending = false;
+                if self.socket.is_producer_dropped() && !matches!(self.binding, Binding::Unbound(_))
+                {
+                    return Err(DriverEnd::WriterDone);
+                }
+                Ok(())
+            }
+            Written::Finished => {
+                self.writer_done = true;
+                log_write_error(&self.socket);
+                Err(DriverEnd::WriterDone)
+            }
+        }
+    }
+
+    /// Handles what was read, except text before `join`, which it returns for
+    /// [`Driver::on_unbound_text`].
+    fn on_incoming(
+        &mut self,
+        incoming: Result<Incoming, ReadError>,
+    ) -> Result<Option<String>, DriverEnd> {
+        let handled = match incoming {
+            Ok(Incoming::Text(text)) => match self.rate.admit(Instant::now().into_std()) {
+                Admission::Allow => return self.on_text(text),
                 Admission::Drop => {
                     debug!("message over the rate limit dropped");
                     self.reject(ErrorCode::RateLimited, RATE_LIMITED_MESSAGE)
@@ -240,55 +292,70 @@ impl Driver {
                     Err(DriverEnd::Transport(TransportEnd::RateLimited))
                 }
             },
-            Some(Ok(Message::Binary(data))) => {
-                crate::peer_log::binary_frame(data.len());
+            Ok(Incoming::Binary(length)) => {
+                crate::peer_log::binary_frame(length);
                 self.reject(
                     ErrorCode::InvalidJson,
                     "binary frames are not accepted, send JSON in text frames",
                 )
             }
-            // tungstenite replies to pings itself; a pong only shows that the client is alive,
-            // and gives the round trip when it echoes one of our pings.
-            Some(Ok(Message::Ping(_))) => Ok(()),
-            Some(Ok(Message::Pong(payload))) => {
+            Ok(Incoming::Ping(payload)) => {
+                self.socket.pong(&payload);
+                self.write_pending = true;
+                Ok(())
+            }
+            // A pong only shows that the client is alive, and gives the round trip when it
+            // echoes one of our pings.
+            Ok(Incoming::Pong(payload)) => {
                 if let Some(rtt) = metrics::pong_round_trip(&payload) {
                     metrics::counters().ping_round_trip(rtt);
                 }
                 Ok(())
             }
-            Some(Ok(Message::Close(frame))) => {
-                debug!(?frame, "client sent close frame");
+            Ok(Incoming::Close(code)) => {
+                debug!(?code, "client sent close frame");
+                // RFC 6455 section 5.5.1: answer with a close frame, echoing the code.
+                self.socket.close_now(code.unwrap_or(1000), "");
+                self.close_sent = true;
+                // The close handshake is complete once the reply is written, and the server
+                // closes the TCP connection first (RFC 6455 section 7.1.1).
+                self.read_ended = true;
                 Err(DriverEnd::Transport(TransportEnd::ClientClosed))
             }
-            Some(Err(error)) if is_message_too_large(&error) => {
-                debug!(%error, limit = self.state.config.max_message_size, "client message too large");
+            Err(ReadError::TooLarge { limit }) => {
+                debug!(limit, "client message too large");
                 Err(DriverEnd::Transport(TransportEnd::MessageTooLarge))
             }
-            Some(Err(error)) => {
-                // Protocol violations and text frames that are not UTF-8 end up here. The
-                // connection cannot go on, because tungstenite reads nothing more after any
-                // error.
+            Err(error) => {
+                // Protocol violations and text that is not UTF-8 get a close frame with 1002 or
+                // 1007; the connection cannot go on after either.
                 debug!(%error, "reading from the WebSocket failed");
+                self.read_ended = true;
+                if let Some(code) = error.close_code() {
+                    self.socket.close_now(code, "");
+                    self.close_sent = true;
+                }
                 Err(DriverEnd::Transport(TransportEnd::Disconnected))
             }
-            None => Err(DriverEnd::Transport(TransportEnd::Disconnected)),
-        }
+        };
+        handled.map(|()| None)
     }
 
-    async fn on_text(&mut self, text: &str) -> Handled {
+    /// Passes text to the session, or returns it when there is no session yet.
+    fn on_text(&mut self, text: String) -> Result<Option<String>, DriverEnd> {
         match &self.binding {
             Binding::Bound(session) => {
                 let input = Input::Text {
                     connection: Some(self.connection_id),
-                    text: text.to_owned(),
+                    text,
                     trace: self.trace,
                 };
                 // A session that ended has closed the queue, and the writer stops soon.
                 let _ = session.send(input);
-                Ok(())
+                Ok(None)
             }
-            Binding::Unbound(_) => self.on_unbound_text(text).await,
-            Binding::Closed => Ok(()),
+            Binding::Unbound(_) => Ok(Some(text)),
+            Binding::Closed => Ok(None),
         }
     }
 
@@ -307,8 +374,8 @@ impl Driver {
         }
     }
 
-    async fn on_unbound_text(&mut self, text: &str) -> Handled {
-        let frame = match decode_and_count(text) {
+    async fn on_unbound_text(&mut self, text: String) -> Handled {
+        let frame = match decode_and_count(&text) {
             Ok(frame) => frame,
             Err((request_id, error)) => {
                 crate::peer_log::invalid_message(&error);
@@ -440,7 +507,7 @@ impl Driver {
     }
 
     /// Detaches the connection from its session or closes it, then waits, at most
-    /// `close_timeout` for each, for the writer and for the client's close reply.
+    /// `close_timeout` for each, until the close frame is written and the client has closed.
     async fn finish(mut self, end: DriverEnd) {
         let client_gone = matches!(
             end,
@@ -473,34 +540,73 @@ impl Driver {
 
         let close_timeout = self.state.config.close_timeout;
         if client_gone {
-            // The client is gone or already closing, so what is still queued is of no use.
-            self.writer.abort();
+            // The client is gone or already closing, so what is still queued is of no use. A
+            // close frame answering the client's is already in the output buffer.
+            self.socket.stop_queue(true);
         }
-        if !self.writer_done {
-            match tokio::time::timeout(close_timeout, &mut self.writer).await {
-                Ok(result) => log_writer_result(result),
-                Err(_) => {
-                    debug!(?close_timeout, "timed out sending the close frame");
-                    self.writer.abort();
+        let flush = !self.writer_done && (!client_gone || self.close_sent);
+        if flush
+            && tokio::time::timeout(close_timeout, self.flush(client_gone))
+                .await
+                .is_err()
+        {
+            debug!(?close_timeout, "timed out sending the close frame");
+        }
+        self.socket.stop_queue(true);
+
+        // Reading on shows the client's reply to our close frame, or the end of the stream
+        // after it got our reply to its own.
+        if !self.read_ended {
+            let limit = self.state.config.max_message_size;
+            let socket = &self.socket;
+            let drain = async {
+                loop {
+                    match poll_fn(|cx| socket.poll_read(cx, limit)).await {
+                        Ok(Incoming::Close(_)) | Err(_) => break,
+                        Ok(_) => {}
+                    }
                 }
+            };
+            if tokio::time::timeout(close_timeout, drain).await.is_err() {
+                debug!(?close_timeout, "timed out waiting for the client to close");
             }
         }
 
-        // Reading on lets tungstenite send its reply to a client's close frame, or see the
-        // client's reply to ours. Either ends the stream.
-        let drain = async { while self.stream.next().await.is_some() {} };
-        if tokio::time::timeout(close_timeout, drain).await.is_err() {
-            debug!(?close_timeout, "timed out waiting for the client to close");
-        }
-
-        // After an oversized message the stream has already ended with the rest of the message
-        // unread, so dropping the socket sends RST. A client that gets the RST before it has
-        // read the error and the 1009 close frame loses them (Chromium then reports 1006).
-        // Holding the socket a little longer gives the client time to read them first.
+        // After an oversized message the rest of it is unread, so closing the socket sends RST.
+        // A client that gets the RST before it has read the error and the 1009 close frame loses
+        // them (Chromium then reports 1006). Holding the socket a little longer gives the client
+        // time to read them first.
         if matches!(end, DriverEnd::Transport(TransportEnd::MessageTooLarge)) {
             tokio::time::sleep(close_timeout.min(OVERSIZED_LINGER)).await;
         }
         debug!(?end, "connection closed");
+    }
+
+    /// Writes until the close frame is out, or, when nothing more will be queued, until what is
+    /// queued is out.
+    async fn flush(&mut self, queue_stopped: bool) {
+        let socket = &self.socket;
+        loop {
+            let woken = socket.woken();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            match poll_fn(|cx| socket.poll_write(cx)).await {
+                Written::Finished => {
+                    self.writer_done = true;
+                    log_write_error(socket);
+                    return;
+                }
+                Written::Idle if queue_stopped || socket.is_producer_dropped() => return,
+                Written::Idle => woken.await,
+            }
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // A session that still holds the queue gets `WriterStopped` from now on.
+        self.socket.stop_queue(true);
     }
 }
 
@@ -515,24 +621,8 @@ fn not_resumed() -> ServerMessage {
     }
 }
 
-fn log_writer_result(result: Result<Result<(), OutboundError>, tokio::task::JoinError>) {
-    match result {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => debug!(error = %err, "writer stopped"),
-        Err(join_error) if join_error.is_cancelled() => {}
-        Err(join_error) => error!(error = %join_error, "writer task failed"),
+fn log_write_error(socket: &SharedSocket) {
+    if let Some(error) = socket.take_error() {
+        debug!(error = %OutboundError::Write(error), "writing stopped");
     }
-}
-
-/// Tells whether a read failed because a frame or message was over the configured limit.
-fn is_message_too_large(error: &axum::Error) -> bool {
-    let Some(source) = error.source() else {
-        return false;
-    };
-    matches!(
-        source.downcast_ref::<tokio_tungstenite::tungstenite::Error>(),
-        Some(tokio_tungstenite::tungstenite::Error::Capacity(
-            CapacityError::MessageTooLong { .. }
-        ))
-    )
 }

@@ -19,12 +19,12 @@
 //! not JSON and for binary frames, `unknown_type` for a missing or unknown `type`, and
 //! `invalid_message` for a known `type` with bad fields. A message over
 //! [`SignalConfig::max_message_size`] gets `message_too_large` and close code 1009. Text frames
-//! that are not UTF-8 and other WebSocket protocol violations drop the connection, because
-//! tungstenite stops reading after them.
+//! that are not UTF-8 get close code 1007 and other WebSocket protocol violations 1002, after
+//! which the connection closes.
 //!
 //! Every frame for a client goes through one bounded queue of
 //! [`SignalConfig::outbound_queue`] messages, which the session writes to the socket after each
-//! batch, with a writer task per connection taking over when the socket is full. A client whose queue
+//! batch, with the connection's driver task taking over when the socket is full. A client whose queue
 //! is full when another message arrives is disconnected with close code 4008. Cancelling the
 //! shutdown token given to [`AppState::new`] sends every client `error` `server_shutdown` and
 //! close code 1001.
@@ -53,6 +53,7 @@ mod state;
 mod store;
 pub mod token;
 mod trace;
+mod websocket;
 mod writer;
 
 use axum::routing::{get, post};

@@ -7,11 +7,9 @@
 //! frame, so a connection can always end with its close code even when the client stopped
 //! reading and the queue is full.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
-use futures_util::stream::SplitSink;
+use axum::extract::ws::Utf8Bytes;
 use switchyard_proto::{CloseCode, ServerFrame, ServerMessage};
 use tokio::sync::mpsc;
 use tracing::error;
@@ -34,23 +32,71 @@ impl Encoded {
     /// That is the text `serde_json` makes of the [`ServerFrame`] with `seq` set, because
     /// `seq` is the frame's first field.
     pub(crate) fn text(&self) -> Utf8Bytes {
-        let Some(seq) = self.seq else {
+        let mut prefix = SeqPrefix::default();
+        let members = self.split(&mut prefix);
+        if prefix.len == 0 {
             return self.body.clone();
+        }
+        let mut text = String::with_capacity(prefix.len + members.len());
+        text.push_str(prefix.as_str());
+        text.push_str(members);
+        text.into()
+    }
+
+    /// Appends the message as a WebSocket text frame, with the same text as [`Encoded::text`].
+    pub(crate) fn put_frame(&self, out: &mut Vec<u8>) {
+        let mut prefix = SeqPrefix::default();
+        let members = self.split(&mut prefix);
+        crate::websocket::put_text(out, &[prefix.as_str().as_bytes(), members.as_bytes()]);
+    }
+
+    /// Writes `{"seq":N,` into `prefix` and returns the rest of the body after its `{`, or
+    /// leaves `prefix` empty and returns the whole body when there is no `seq`.
+    fn split<'a>(&'a self, prefix: &mut SeqPrefix) -> &'a str {
+        let Some(seq) = self.seq else {
+            return self.body.as_str();
         };
         // `encode` writes a JSON object, so the body starts with `{`.
         let Some(members) = self.body.as_str().strip_prefix('{') else {
             error!(body = %self.body, "encoded message is not a JSON object, sending it without seq");
-            return self.body.clone();
+            return self.body.as_str();
         };
-        let mut text = String::with_capacity(MAX_SEQ_PREFIX_BYTES + members.len());
-        text.push_str("{\"seq\":");
-        // Writing to a `String` cannot fail.
-        let _ = write!(text, "{seq}");
-        if members != "}" {
-            text.push(',');
+        prefix.push(b"{\"seq\":");
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        let mut rest = seq;
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
         }
-        text.push_str(members);
-        text.into()
+        prefix.push(&digits[start..]);
+        if members != "}" {
+            prefix.push(b",");
+        }
+        members
+    }
+}
+
+/// The `{"seq":N,` in front of a numbered message, built without allocating.
+#[derive(Default)]
+struct SeqPrefix {
+    bytes: [u8; MAX_SEQ_PREFIX_BYTES],
+    len: usize,
+}
+
+impl SeqPrefix {
+    fn push(&mut self, bytes: &[u8]) {
+        self.bytes[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII is pushed.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
     }
 }
 
@@ -83,18 +129,24 @@ pub(crate) enum OutboundError {
     WriterStopped,
     /// Writing a frame to the socket failed.
     #[error("writing to the WebSocket failed: {0}")]
-    Write(#[source] axum::Error),
+    Write(#[source] std::io::Error),
 }
 
 /// Producer side of the queue. Deliberately not `Clone`: the free slot for the close frame is
 /// only guaranteed while there is a single producer.
 #[derive(Debug)]
 pub(crate) struct Outbound {
-    sender: mpsc::Sender<Outgoing>,
+    target: Target,
     capacity: usize,
-    /// The WebSocket the queue is written to, which the producer writes to itself in
-    /// [`Outbound::write_queued`]. `None` for Server-Sent Events streams, which read the queue.
-    socket: Option<Arc<SharedSocket>>,
+}
+
+/// Where queued items go.
+#[derive(Debug)]
+enum Target {
+    /// A channel that a Server-Sent Events stream reads.
+    Channel(mpsc::Sender<Outgoing>),
+    /// A WebSocket, which the producer writes to itself in [`Outbound::write_queued`].
+    Socket(Arc<SharedSocket>),
 }
 
 /// Creates a queue for `capacity` messages, plus the slot kept for the close frame.
@@ -102,23 +154,18 @@ pub(crate) fn channel(capacity: usize) -> (Outbound, mpsc::Receiver<Outgoing>) {
     let capacity = capacity.max(1);
     let (sender, receiver) = mpsc::channel(capacity + 1);
     let outbound = Outbound {
-        sender,
+        target: Target::Channel(sender),
         capacity,
-        socket: None,
     };
     (outbound, receiver)
 }
 
-/// Creates a queue for `capacity` messages that is written to `sink`. Returns the producer and
-/// the socket state for [`write_loop`](crate::writer::write_loop).
-pub(crate) fn websocket_channel(
-    capacity: usize,
-    sink: SplitSink<WebSocket, Message>,
-) -> (Outbound, Arc<SharedSocket>) {
-    let (mut outbound, queue) = channel(capacity);
-    let socket = SharedSocket::new(sink, queue);
-    outbound.socket = Some(socket.clone());
-    (outbound, socket)
+/// Creates a queue for `capacity` messages that is written to `socket`.
+pub(crate) fn websocket_queue(capacity: usize, socket: Arc<SharedSocket>) -> Outbound {
+    Outbound {
+        target: Target::Socket(socket),
+        capacity: capacity.max(1),
+    }
 }
 
 impl Outbound {
@@ -133,17 +180,21 @@ impl Outbound {
     }
 
     fn push_item(&self, item: Outgoing) -> Result<(), OutboundError> {
-        if self.sender.is_closed() {
+        let sender = match &self.target {
+            Target::Socket(socket) => return socket.push(item, self.capacity),
+            Target::Channel(sender) => sender,
+        };
+        if sender.is_closed() {
             return Err(OutboundError::WriterStopped);
         }
-        // Only the writer consumes, so the free capacity can only grow between this check and
+        // Only the reader consumes, so the free capacity can only grow between this check and
         // the send below.
-        if self.sender.capacity() <= 1 {
+        if sender.capacity() <= 1 {
             return Err(OutboundError::Full {
                 capacity: self.capacity,
             });
         }
-        self.sender
+        sender
             .try_send(item)
             .map_err(|_| OutboundError::WriterStopped)
     }
@@ -155,15 +206,20 @@ impl Outbound {
             let _ = self.push(message);
         }
         // The slot kept free by `push` guarantees room. A stopped writer needs no close frame.
-        let _ = self.sender.try_send(Outgoing::Close(code));
+        let _ = match &self.target {
+            Target::Socket(socket) => socket.push(Outgoing::Close(code), self.capacity),
+            Target::Channel(sender) => sender
+                .try_send(Outgoing::Close(code))
+                .map_err(|_| OutboundError::WriterStopped),
+        };
         self.write_queued();
     }
 
     /// Writes the queued messages to the WebSocket now if it takes them without waiting, and
-    /// otherwise wakes the writer task to write them. Frames pushed since the last call wait
-    /// until the next one, so a producer calls it after each batch of pushes.
+    /// otherwise wakes the connection's driver to write them. Frames pushed since the last call
+    /// wait until the next one, so a producer calls it after each batch of pushes.
     pub(crate) fn write_queued(&self) {
-        if let Some(socket) = &self.socket {
+        if let Target::Socket(socket) = &self.target {
             socket.write_queued();
         }
     }
@@ -171,7 +227,7 @@ impl Outbound {
 
 impl Drop for Outbound {
     fn drop(&mut self) {
-        if let Some(socket) = &self.socket {
+        if let Target::Socket(socket) = &self.target {
             socket.producer_dropped();
         }
     }
