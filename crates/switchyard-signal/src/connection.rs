@@ -136,7 +136,7 @@ fn start(
         connection_id,
         socket,
         binding: Binding::Unbound(outbound),
-        trace,
+        trace: trace.map(Box::new),
         write_pending: false,
         writer_done: false,
         read_ended: false,
@@ -182,8 +182,8 @@ struct Driver {
     socket: Arc<SharedSocket>,
     binding: Binding,
     /// Trace context from the upgrade request's `traceparent`, the parent of every request
-    /// span on this connection.
-    trace: Option<TraceParent>,
+    /// span on this connection. Boxed, because most connections have none.
+    trace: Option<Box<TraceParent>>,
     /// The output buffer or the queue has frames that the producer left to the driver.
     write_pending: bool,
     /// The close frame was written or writing failed.
@@ -229,7 +229,7 @@ impl Driver {
                 written = poll_fn(|cx| socket.poll_write(cx)), if self.write_pending => {
                     self.on_written(written)
                 }
-                () = socket.woken() => {
+                () = poll_fn(|cx| socket.poll_woken(cx)) => {
                     self.write_pending = true;
                     Ok(())
                 }
@@ -348,7 +348,7 @@ impl Driver {
                 let input = Input::Text {
                     connection: Some(self.connection_id),
                     text,
-                    trace: self.trace,
+                    trace: self.trace.as_deref().copied(),
                 };
                 // A session that ended has closed the queue, and the writer stops soon.
                 let _ = session.send(input);
@@ -383,7 +383,13 @@ impl Driver {
                 return self.reply(request_id, reply);
             }
         };
-        let span = request_span(&frame.message, frame.id.as_deref(), "", "", self.trace);
+        let span = request_span(
+            &frame.message,
+            frame.id.as_deref(),
+            "",
+            "",
+            self.trace.as_deref().copied(),
+        );
         self.on_unbound_frame(frame).instrument(span).await
     }
 
@@ -587,9 +593,6 @@ impl Driver {
     async fn flush(&mut self, queue_stopped: bool) {
         let socket = &self.socket;
         loop {
-            let woken = socket.woken();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
             match poll_fn(|cx| socket.poll_write(cx)).await {
                 Written::Finished => {
                     self.writer_done = true;
@@ -597,7 +600,7 @@ impl Driver {
                     return;
                 }
                 Written::Idle if queue_stopped || socket.is_producer_dropped() => return,
-                Written::Idle => woken.await,
+                Written::Idle => poll_fn(|cx| socket.poll_woken(cx)).await,
             }
         }
     }

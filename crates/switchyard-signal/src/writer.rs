@@ -20,12 +20,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::task::{ready, Context, Poll, Waker};
 
+use futures_util::task::AtomicWaker;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use switchyard_proto::CloseCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::futures::Notified;
-use tokio::sync::Notify;
 use tracing::trace;
 
 use crate::outbound::{OutboundError, Outgoing};
@@ -46,8 +45,11 @@ const WRITE_BATCH: usize = 64 * 1024;
 pub(crate) struct SharedSocket {
     io: Mutex<IoState>,
     queue: Mutex<Queue>,
-    /// Wakes the driver to write what the producer could not.
-    wake_driver: Notify,
+    /// Wakes the driver to write what the producer could not; `wake_pending` says that it
+    /// should. A flag and a waker take less room in every connection than a `Notify` and the
+    /// driver's future waiting on it.
+    wake_driver: AtomicWaker,
+    wake_pending: AtomicBool,
     /// Set when the producer is dropped, after which nothing more is queued.
     producer_dropped: AtomicBool,
 }
@@ -97,7 +99,8 @@ impl SharedSocket {
                 error: None,
             }),
             queue: Mutex::new(Queue::default()),
-            wake_driver: Notify::new(),
+            wake_driver: AtomicWaker::new(),
+            wake_pending: AtomicBool::new(false),
             producer_dropped: AtomicBool::new(false),
         })
     }
@@ -132,13 +135,18 @@ impl SharedSocket {
                 return;
             }
         }
-        self.wake_driver.notify_one();
+        self.wake();
     }
 
     /// Records that the producer is gone and wakes the driver.
     pub(crate) fn producer_dropped(&self) {
         self.producer_dropped.store(true, Ordering::Release);
-        self.wake_driver.notify_one();
+        self.wake();
+    }
+
+    fn wake(&self) {
+        self.wake_pending.store(true, Ordering::Release);
+        self.wake_driver.wake();
     }
 
     /// Tells whether the producer is gone.
@@ -146,9 +154,18 @@ impl SharedSocket {
         self.producer_dropped.load(Ordering::Acquire)
     }
 
-    /// Completes when the producer left frames for the driver to write.
-    pub(crate) fn woken(&self) -> Notified<'_> {
-        self.wake_driver.notified()
+    /// Returns `Ready` once for each time the producer left frames for the driver to write
+    /// or was dropped since the last call, and otherwise registers the driver's waker.
+    pub(crate) fn poll_woken(&self, context: &mut Context<'_>) -> Poll<()> {
+        if self.wake_pending.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        self.wake_driver.register(context.waker());
+        // A wake-up between the check and the registration found no waker to wake.
+        if self.wake_pending.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
     }
 
     /// Writes the output buffer and the queued frames, up to and including a close frame.
