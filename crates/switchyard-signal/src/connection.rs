@@ -33,7 +33,7 @@ use crate::trace::{request_span, TraceParent};
 use crate::websocket::{self, Incoming, ReadError};
 use crate::writer::{Io, SharedSocket, Written};
 
-/// Handles `GET /v1/ws`: checks the upgrade request, answers 101 and starts the driver once
+/// Handles `GET /v1/ws`: checks the upgrade request, replies 101 and starts the driver once
 /// hyper hands over the connection.
 pub(crate) async fn upgrade(State(state): State<AppState>, mut request: Request) -> Response {
     let accept = match websocket::accept_key(request.headers()) {
@@ -190,7 +190,8 @@ struct Driver {
     writer_done: bool,
     /// Reading reached the end of the stream or an error.
     read_ended: bool,
-    /// A close frame answering the client's, or a protocol violation, is in the output buffer.
+    /// A close frame in reply to the client's, or to a protocol violation, is in the output
+    /// buffer.
     close_sent: bool,
 }
 
@@ -218,7 +219,7 @@ impl Driver {
                 incoming = poll_fn(|cx| socket.poll_read(cx, limit)) => {
                     last_read = Instant::now();
                     match self.on_incoming(incoming) {
-                        // Boxed: before `join` the driver decodes and answers messages itself,
+                        // Boxed: before `join` the driver decodes and replies to messages itself,
                         // and that future would otherwise make up most of the size of every
                         // open connection's task.
                         Ok(Some(text)) => Box::pin(self.on_unbound_text(text)).await,
@@ -608,7 +609,7 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        // A session that still holds the queue gets `WriterStopped` from now on.
+        // A session that still has the queue gets `WriterStopped` from now on.
         self.socket.stop_queue(true);
     }
 }

@@ -140,7 +140,7 @@ pub(crate) struct Outbound {
     capacity: usize,
 }
 
-/// Where queued items go.
+/// Destination of queued items.
 #[derive(Debug)]
 enum Target {
     /// A channel that a Server-Sent Events stream reads.

@@ -17,7 +17,7 @@ const CLOSE: u8 = 0x8;
 const PING: u8 = 0x9;
 const PONG: u8 = 0xA;
 
-/// Longest payload of a control frame (RFC 6455 section 5.5).
+/// Largest payload of a control frame (RFC 6455 section 5.5).
 pub(crate) const MAX_CONTROL_PAYLOAD: usize = 125;
 
 /// Close code for a protocol violation (RFC 6455 section 7.4.1).
@@ -86,7 +86,7 @@ pub(crate) enum Incoming {
     Close(Option<u16>),
 }
 
-/// Why reading from a client stopped.
+/// Reason reading from a client stopped.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ReadError {
     /// A frame or a message is longer than the configured limit.
@@ -107,7 +107,7 @@ pub(crate) enum ReadError {
 }
 
 impl ReadError {
-    /// Returns the close code the server answers this error with, if it answers at all.
+    /// Returns the close code the server replies with to this error, if it replies at all.
     pub(crate) fn close_code(&self) -> Option<u16> {
         match self {
             ReadError::Protocol(_) => Some(CLOSE_PROTOCOL_ERROR),

@@ -10,7 +10,7 @@
 //! they were queued. Control frames (pings, pongs, the close reply) go straight into the
 //! output buffer, ahead of queued frames.
 //!
-//! An idle connection holds no buffers: the queue, the bytes not yet written and the bytes of
+//! An idle connection keeps no buffers: the queue, the bytes not yet written and the bytes of
 //! an incomplete incoming frame are each freed when they become empty.
 
 use std::collections::VecDeque;
@@ -37,7 +37,7 @@ pub(crate) type Io = TokioIo<Upgraded>;
 /// costs an idle connection nothing.
 const READ_CHUNK: usize = 4096;
 
-/// Queued frames are encoded until the output buffer holds this many bytes, then written.
+/// Queued frames are encoded until the output buffer has this many bytes, then written.
 const WRITE_BATCH: usize = 64 * 1024;
 
 /// The socket, queue and buffers of one connection.
@@ -45,8 +45,8 @@ const WRITE_BATCH: usize = 64 * 1024;
 pub(crate) struct SharedSocket {
     io: Mutex<IoState>,
     queue: Mutex<Queue>,
-    /// Wakes the driver to write what the producer could not; `wake_pending` says that it
-    /// should. A flag and a waker take less room in every connection than a `Notify` and the
+    /// Wakes the driver to write what the producer could not; `wake_pending` tells it
+    /// to. A flag and a waker take less room in every connection than a `Notify` and the
     /// driver's future waiting on it.
     wake_driver: AtomicWaker,
     wake_pending: AtomicBool,
@@ -205,7 +205,7 @@ impl SharedSocket {
     }
 
     /// Adds a close frame to the output buffer, ahead of anything still queued, unless one is
-    /// already there. Used to answer the client's close frame and protocol violations.
+    /// already there. Used to reply to the client's close frame and to protocol violations.
     pub(crate) fn close_now(&self, code: u16, reason: &str) {
         let mut state = lock(&self.io);
         if !state.closing {

@@ -35,7 +35,7 @@ impl RawClient {
         );
         let (head, buffer) = http_exchange(server, &request).await;
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        // RFC 6455 section 1.3 gives this answer for this key.
+        // RFC 6455 section 1.3 gives this accept value for this key.
         assert!(
             head.to_ascii_lowercase()
                 .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
@@ -47,7 +47,7 @@ impl RawClient {
         }
     }
 
-    /// Sends bytes one write per byte, so that the server sees every possible split.
+    /// Sends bytes one write per byte, so that the server gets every possible split.
     async fn send_split(&mut self, bytes: &[u8]) {
         for byte in bytes {
             self.stream.write_all(&[*byte]).await.expect("write");
@@ -247,7 +247,7 @@ async fn protocol_violations_close_only_their_connection() {
         assert_eq!(client.close_code().await, expected, "{name}");
     }
 
-    // Ada's connection was not disturbed: she sees the next participant arrive.
+    // Ada's connection was not disturbed: she is told of the next participant.
     let mut grace = server.connect().await;
     let (grace_id, _) = grace.join("violations", "Grace").await;
     match ada.recv().await {
