@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::interceptor::{NackResponderBuilder, SenderReportBuilder};
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_simulcast_extension_headers, register_default_interceptors,
+};
 use rtc::peer_connection::configuration::media_engine::{
     MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
 };
@@ -21,7 +24,7 @@ use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::Packet as RtcpPacket;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind, TYPE_RTCP_FB_NACK,
 };
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error as RtcError;
@@ -186,11 +189,27 @@ pub(crate) fn random_token(len: usize) -> String {
         .collect()
 }
 
-/// Builds one server-side peer connection with our codecs, the default interceptors (NACK,
-/// RTCP reports, TWCC receiver) and fixed ICE credentials, so the media socket can route a
-/// first STUN request to it by its username fragment.
+/// What a participant's peer connection carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PeerRole {
+    /// Receives the participant's tracks.
+    Publisher,
+    /// Sends the other participants' tracks to the participant.
+    Subscriber,
+}
+
+/// Builds one server-side peer connection with our codecs, the interceptors its role needs and
+/// fixed ICE credentials, so the media socket can route a first STUN request to it by its
+/// username fragment.
+///
+/// A publisher connection gets webrtc-rs's default set: NACK generator and responder, receiver
+/// and sender reports, and the TWCC receiver. A subscriber connection only sends RTP, so it
+/// gets the NACK responder and sender reports alone. Every forwarded copy passes each
+/// interceptor on the way out, and each one moves the packet through a queue of its own, so
+/// the three that only act on received RTP would cost every copy without doing anything.
 pub(crate) fn build_peer_connection(
     now: Instant,
+    role: PeerRole,
     credentials: &IceCredentials,
     config: &SfuConfig,
     counters: Arc<SfuCounters>,
@@ -205,7 +224,10 @@ pub(crate) fn build_peer_connection(
     let registry = Registry::new()
         .with(Slot::from(500), RtcpObserver::new(counters))
         .with(Slot::from(14_000), DeliverKeyframeRequests::default());
-    let registry = register_default_interceptors(registry, &mut media_engine)?;
+    let registry = match role {
+        PeerRole::Publisher => register_default_interceptors(registry, &mut media_engine)?,
+        PeerRole::Subscriber => subscriber_interceptors(registry, &mut media_engine)?,
+    };
 
     let setting_engine = SettingEngineBuilder::new()
         .with_ice_credentials(credentials.ufrag.clone(), credentials.pwd.clone())
@@ -222,6 +244,29 @@ pub(crate) fn build_peer_connection(
         .with_setting_engine(setting_engine)
         .with_interceptor_registry(registry)
         .build(now)
+}
+
+/// Adds the interceptors of a connection that only sends RTP: the NACK responder, which resends
+/// what a subscriber reports lost, and sender reports. The `nack` and `nack pli` feedback and
+/// the simulcast header extensions are registered as the default set registers them, so the
+/// SDP offers the same feedback.
+fn subscriber_interceptors(
+    registry: Registry,
+    media_engine: &mut MediaEngine,
+) -> Result<Registry, RtcError> {
+    for parameter in ["", "pli"] {
+        media_engine.register_feedback(
+            RTCPFeedback {
+                typ: TYPE_RTCP_FB_NACK.to_owned(),
+                parameter: parameter.to_owned(),
+            },
+            RtpCodecKind::Video,
+        );
+    }
+    configure_simulcast_extension_headers(media_engine)?;
+    Ok(registry
+        .with(Slot::NackResponder, NackResponderBuilder::new().build())
+        .with(Slot::SenderReport, SenderReportBuilder::new().build()))
 }
 
 /// Builds the server's one host candidate: the media socket's address, or the public address in
@@ -343,14 +388,62 @@ mod tests {
     }
 
     #[test]
-    fn peer_connection_builds() {
-        let credentials = IceCredentials::random();
-        let built = build_peer_connection(
+    fn subscriber_offer_keeps_nack_and_pli() {
+        use rtc::media_stream::MediaStreamTrack;
+        use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters};
+        use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+
+        let mut pc = build_peer_connection(
             Instant::now(),
-            &credentials,
+            PeerRole::Subscriber,
+            &IceCredentials::random(),
             &SfuConfig::default(),
             Arc::default(),
+        )
+        .expect("subscriber connection builds");
+        let (vp8, _) = codecs()
+            .into_iter()
+            .find(|(codec, _)| codec.rtp_codec.mime_type == MIME_TYPE_VP8)
+            .expect("VP8 is registered");
+        let track = MediaStreamTrack::new(
+            "publisher".to_owned(),
+            "video".to_owned(),
+            "video".to_owned(),
+            RtpCodecKind::Video,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(1234),
+                    ..Default::default()
+                },
+                codec: vp8.rtp_codec,
+                ..Default::default()
+            }],
         );
-        assert!(built.is_ok(), "build failed: {:?}", built.err());
+        let init = RTCRtpTransceiverInit {
+            direction: RTCRtpTransceiverDirection::Sendonly,
+            streams: vec!["publisher".to_owned()],
+            send_encodings: vec![],
+        };
+        pc.add_transceiver_from_track(track, Some(init))
+            .expect("track added");
+        let offer = pc.create_offer(None).expect("offer created").sdp;
+        // Subscribers report loss and ask for keyframes; the NACK responder serves the first.
+        assert!(offer.contains("a=rtcp-fb:96 nack\r\n"), "{offer}");
+        assert!(offer.contains("a=rtcp-fb:96 nack pli\r\n"), "{offer}");
+    }
+
+    #[test]
+    fn peer_connection_builds() {
+        let credentials = IceCredentials::random();
+        for role in [PeerRole::Publisher, PeerRole::Subscriber] {
+            let built = build_peer_connection(
+                Instant::now(),
+                role,
+                &credentials,
+                &SfuConfig::default(),
+                Arc::default(),
+            );
+            assert!(built.is_ok(), "{role:?} build failed: {:?}", built.err());
+        }
     }
 }

@@ -23,7 +23,7 @@ use crate::forward::{PublishedTrack, Subscription};
 use crate::handle::{Command, EventSender};
 use crate::log_limit::LogLimiter;
 use crate::metrics::SfuCounters;
-use crate::peer::{build_peer_connection, host_candidate, IceCredentials};
+use crate::peer::{build_peer_connection, host_candidate, IceCredentials, PeerRole};
 use crate::shard::ShardRoutes;
 use crate::stun;
 use crate::SfuConfig;
@@ -266,11 +266,11 @@ impl Sfu {
             )));
             return;
         }
-        let publisher = match self.new_peer(now) {
+        let publisher = match self.new_peer(now, PeerRole::Publisher) {
             Ok(peer) => peer,
             Err(error) => return self.fail_join(events, participant_id, error),
         };
-        let subscriber = match self.new_peer(now) {
+        let subscriber = match self.new_peer(now, PeerRole::Subscriber) {
             Ok(peer) => peer,
             Err(error) => return self.fail_join(events, participant_id, error),
         };
@@ -336,9 +336,10 @@ impl Sfu {
         self.failed_joins.insert(participant_id, events);
     }
 
-    fn new_peer(&self, now: Instant) -> Result<Peer, rtc::shared::error::Error> {
+    fn new_peer(&self, now: Instant, role: PeerRole) -> Result<Peer, rtc::shared::error::Error> {
         let credentials = IceCredentials::random();
-        let pc = build_peer_connection(now, &credentials, &self.config, self.counters.clone())?;
+        let pc =
+            build_peer_connection(now, role, &credentials, &self.config, self.counters.clone())?;
         Ok(Peer {
             pc,
             ufrag: credentials.ufrag,
