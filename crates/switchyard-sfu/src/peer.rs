@@ -189,7 +189,7 @@ pub(crate) fn random_token(len: usize) -> String {
         .collect()
 }
 
-/// What a participant's peer connection carries.
+/// Role of a participant's peer connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PeerRole {
     /// Receives the participant's tracks.
