@@ -155,8 +155,8 @@ impl Decoder {
     }
 
     /// Decodes the next complete message from the bytes received so far. Returns `Ok(None)`
-    /// when more bytes are needed. `limit` bounds the payload of one frame and of one
-    /// reassembled message.
+    /// when more bytes are needed. `limit` bounds the payload of one data frame and of one
+    /// reassembled message. Control frames are bounded by [`MAX_CONTROL_PAYLOAD`] instead.
     pub(crate) fn decode(&mut self, limit: usize) -> Result<Option<Incoming>, ReadError> {
         loop {
             let available = &self.buffer[self.start..];
@@ -169,8 +169,13 @@ impl Decoder {
             }
             let end = header.length + header.payload;
             if available.len() < end {
-                // Reserve the whole frame now rather than growing the buffer read by read.
-                self.buffer.reserve(end - available.len());
+                // Reserve the rest of the frame once half of it is here, so the buffer does
+                // not overshoot it. Reserving from the header alone would let a client pin
+                // `limit` bytes per connection by sending 14.
+                let missing = end - available.len();
+                if missing <= available.len() {
+                    self.buffer.reserve_exact(missing);
+                }
                 return Ok(None);
             }
             let mut payload = available[header.length..end].to_vec();
@@ -499,6 +504,25 @@ mod tests {
             Err(ReadError::TooLarge { .. })
         ));
         assert_eq!(decode_all(&fragmented, 12).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn declared_length_reserves_no_memory() {
+        let limit = 1 << 20;
+        let frame = client_frame(true, TEXT, &vec![b'a'; limit]);
+        let mut decoder = Decoder::default();
+        decoder.extend(&frame[..100]);
+        assert!(decoder.decode(limit).unwrap().is_none());
+        assert!(
+            decoder.buffer.capacity() < 64 * 1024,
+            "a header declaring {limit} bytes made the buffer reserve {}",
+            decoder.buffer.capacity()
+        );
+        decoder.extend(&frame[100..]);
+        assert_eq!(
+            decoder.decode(limit).unwrap(),
+            Some(Incoming::Text("a".repeat(limit)))
+        );
     }
 
     #[test]
