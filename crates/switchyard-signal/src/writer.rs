@@ -40,6 +40,13 @@ const READ_CHUNK: usize = 4096;
 /// Queued frames are encoded until the output buffer has this many bytes, then written.
 const WRITE_BATCH: usize = 64 * 1024;
 
+/// A pong is left out while the output buffer has more unwritten bytes than this, so that a
+/// client that sends pings and never reads cannot grow the buffer without bound. The buffer
+/// reaches this size only while the socket accepts nothing. RFC 6455 section 5.5.3 allows
+/// answering only the latest of several pings. This also leaves out the latest, so the client
+/// gets its next pong for a ping sent after the backlog is written.
+const MAX_UNWRITTEN_FOR_PONG: usize = 4 * WRITE_BATCH;
+
 /// The socket, queue and buffers of one connection.
 #[derive(Debug)]
 pub(crate) struct SharedSocket {
@@ -196,10 +203,12 @@ impl SharedSocket {
         }
     }
 
-    /// Adds a pong echoing `payload` to the output buffer unless a close frame is already there.
+    /// Adds a pong echoing `payload` to the output buffer unless a close frame is already there
+    /// or more than [`MAX_UNWRITTEN_FOR_PONG`] bytes wait to be written.
     pub(crate) fn pong(&self, payload: &[u8]) {
         let mut state = lock(&self.io);
-        if !state.closing {
+        let unwritten = state.out.len().saturating_sub(state.written);
+        if !state.closing && unwritten <= MAX_UNWRITTEN_FOR_PONG {
             websocket::put_pong(&mut state.out, payload);
         }
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{loopback_config, TestServer};
 use switchyard_proto::ServerMessage;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -28,12 +28,26 @@ struct Frame {
 
 impl RawClient {
     async fn connect(server: &TestServer) -> RawClient {
+        let stream = TcpStream::connect(server.http_addr).await.expect("connect");
+        RawClient::upgrade(server, stream).await
+    }
+
+    /// Connects with a receive buffer of `size` bytes, which also stops the kernel from
+    /// growing it, so that little of what the server sends fits while the test does not read.
+    async fn connect_with_receive_buffer(server: &TestServer, size: u32) -> RawClient {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
+        let stream = socket.connect(server.http_addr).await.expect("connect");
+        RawClient::upgrade(server, stream).await
+    }
+
+    async fn upgrade(server: &TestServer, stream: TcpStream) -> RawClient {
         let request = format!(
             "GET /v1/ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
             server.http_addr
         );
-        let (head, buffer) = http_exchange(server, &request).await;
+        let (head, buffer) = exchange_on(stream, &request).await;
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         // RFC 6455 section 1.3 gives this accept value for this key.
         assert!(
@@ -109,7 +123,11 @@ impl RawClient {
 /// Sends an HTTP request and returns the response head and the stream with what was read
 /// after the head.
 async fn http_exchange(server: &TestServer, request: &str) -> (String, (TcpStream, Vec<u8>)) {
-    let mut stream = TcpStream::connect(server.http_addr).await.expect("connect");
+    let stream = TcpStream::connect(server.http_addr).await.expect("connect");
+    exchange_on(stream, request).await
+}
+
+async fn exchange_on(mut stream: TcpStream, request: &str) -> (String, (TcpStream, Vec<u8>)) {
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut read = Vec::new();
     loop {
@@ -292,5 +310,44 @@ async fn bad_upgrade_requests_get_http_errors() {
             "{name}: {head}"
         );
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn pings_from_a_client_that_does_not_read() {
+    let server = TestServer::start(loopback_config()).await;
+    let mut client = RawClient::connect_with_receive_buffer(&server, 16 * 1024).await;
+
+    // About 65 MB of pings, sent before reading anything. A server that kept a pong for each
+    // would hold 63 MB for this client. The kernel buffers only a few MB of pongs for one
+    // connection with this small receive buffer (8 MB on a Debian 12 machine with the
+    // default `net.ipv4.tcp_wmem`), so far fewer than one pong per ping reach the client.
+    const PINGS: usize = 500_000;
+    const PER_WRITE: usize = 1_000;
+    let ping = frame(true, 0x9, &[b'p'; 125], true);
+    let burst = ping.repeat(PER_WRITE);
+    for _ in 0..PINGS / PER_WRITE {
+        client.send(&burst).await;
+    }
+    client.send(&frame(true, 0x8, &[0x03, 0xe8], true)).await;
+
+    // The server replies to the close frame after the pongs it kept, then closes.
+    let mut pongs = 0;
+    loop {
+        let frame = client
+            .frame()
+            .await
+            .expect("connection closed before the close frame");
+        match frame.opcode {
+            0xA => pongs += 1,
+            0x8 => break,
+            _ => {}
+        }
+    }
+    assert!(pongs > 0, "no pong at all");
+    assert!(
+        pongs < PINGS / 4,
+        "the server kept {pongs} pongs for a client that did not read"
+    );
     server.stop().await;
 }
