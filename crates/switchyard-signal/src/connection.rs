@@ -281,18 +281,24 @@ impl Driver {
         &mut self,
         incoming: Result<Incoming, ReadError>,
     ) -> Result<Option<String>, DriverEnd> {
-        let handled = match incoming {
-            Ok(Incoming::Text(text)) => match self.rate.admit(Instant::now().into_std()) {
-                Admission::Allow => return self.on_text(text),
+        // Binary messages count too, because each one gets an error in reply.
+        if let Ok(Incoming::Text(_) | Incoming::Binary(_)) = &incoming {
+            match self.rate.admit(Instant::now().into_std()) {
+                Admission::Allow => {}
                 Admission::Drop => {
                     debug!("message over the rate limit dropped");
-                    self.reject(ErrorCode::RateLimited, RATE_LIMITED_MESSAGE)
+                    return self
+                        .reject(ErrorCode::RateLimited, RATE_LIMITED_MESSAGE)
+                        .map(|()| None);
                 }
                 Admission::Close => {
                     debug!("client kept sending over the rate limit");
-                    Err(DriverEnd::Transport(TransportEnd::RateLimited))
+                    return Err(DriverEnd::Transport(TransportEnd::RateLimited));
                 }
-            },
+            }
+        }
+        let handled = match incoming {
+            Ok(Incoming::Text(text)) => return self.on_text(text),
             Ok(Incoming::Binary(length)) => {
                 crate::peer_log::binary_frame(length);
                 self.reject(

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{loopback_config, TestServer};
-use switchyard_proto::ServerMessage;
+use switchyard_proto::{ErrorCode, ServerMessage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -349,5 +349,41 @@ async fn pings_from_a_client_that_does_not_read() {
         pongs < PINGS / 4,
         "the server kept {pongs} pongs for a client that did not read"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn binary_frames_count_against_the_rate_limit() {
+    let config = switchyard::ServerConfig {
+        // A bucket of 2 messages, and a close after 3 dropped in a row.
+        max_messages_per_second: 1,
+        ..loopback_config()
+    };
+    let server = TestServer::start(config).await;
+    let mut client = RawClient::connect(&server).await;
+    let flood = frame(true, 0x2, b"", true).repeat(20);
+    client.send(&flood).await;
+
+    let mut errors = Vec::new();
+    let close_code = loop {
+        let frame = client
+            .frame()
+            .await
+            .expect("connection closed before the close frame");
+        match frame.opcode {
+            0x1 => {
+                let frame: switchyard_proto::ServerFrame =
+                    serde_json::from_slice(&frame.payload).expect("server sends JSON");
+                if let ServerMessage::Error { code, .. } = frame.message {
+                    errors.push(code);
+                }
+            }
+            0x8 => break u16::from_be_bytes([frame.payload[0], frame.payload[1]]),
+            _ => {}
+        }
+    };
+    assert!(errors.contains(&ErrorCode::InvalidJson), "{errors:?}");
+    assert!(errors.contains(&ErrorCode::RateLimited), "{errors:?}");
+    assert_eq!(close_code, 4029);
     server.stop().await;
 }
