@@ -38,7 +38,7 @@ use crate::writer::{Io, SharedSocket, Written};
 pub(crate) async fn upgrade(State(state): State<AppState>, mut request: Request) -> Response {
     let accept = match websocket::accept_key(request.headers()) {
         Ok(accept) => accept,
-        Err((status, text)) => return (status, text).into_response(),
+        Err((status, text)) => return handshake_rejection(status, text),
     };
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "server is shutting down").into_response();
@@ -83,6 +83,24 @@ pub(crate) async fn upgrade(State(state): State<AppState>, mut request: Request)
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    response
+}
+
+/// Builds the response to an upgrade request that [`websocket::accept_key`] rejected. It names
+/// the one WebSocket version the server speaks, which RFC 6455 section 4.4 requires when the
+/// client asked for another. A 426 also names the protocol to upgrade to, as RFC 7231 section
+/// 6.5.15 requires.
+fn handshake_rejection(status: StatusCode, text: &'static str) -> Response {
+    let mut response = (status, text).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::SEC_WEBSOCKET_VERSION,
+        HeaderValue::from_static("13"),
+    );
+    if status == StatusCode::UPGRADE_REQUIRED {
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
     response
 }
 

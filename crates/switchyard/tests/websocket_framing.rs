@@ -309,6 +309,14 @@ async fn bad_upgrade_requests_get_http_errors() {
             head.starts_with(&format!("HTTP/1.1 {status}")),
             "{name}: {head}"
         );
+        let head = head.to_ascii_lowercase();
+        let has_line = |expected: &str| head.split("\r\n").any(|line| line == expected);
+        // RFC 6455 section 4.4: a rejection names the versions the server speaks.
+        assert!(has_line("sec-websocket-version: 13"), "{name}: {head}");
+        if status == "426" {
+            // RFC 7231 section 6.5.15: a 426 names the protocol to upgrade to.
+            assert!(has_line("upgrade: websocket"), "{name}: {head}");
+        }
     }
     server.stop().await;
 }
