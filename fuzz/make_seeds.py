@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus: the test fixtures plus valid STUN, TURN and ChannelData messages.
+"""Writes the seed corpus: the test fixtures plus valid STUN, TURN and ChannelData messages,
+and WebSocket frames, valid and each kind of protocol violation.
 
 Run from the fuzz directory: python3 make_seeds.py
 The turn_core seeds match the fixed settings of fuzz_targets/turn_core.rs (realm "fuzz",
@@ -117,6 +118,84 @@ def main():
     write(core_dir, "tcp-allocate-channel", stream)
     for name, data in malformed.items():
         write(core_dir, name, b"\x01" + record(0, data) + record(1, data) + record(0, binding))
+
+    write_websocket_seeds(os.path.join("corpus", "websocket_frames"))
+
+
+def ws_frame(opcode, payload, fin=True, masked=True, rsv=0, length_bytes=None):
+    """Builds a client WebSocket frame. length_bytes forces an extended length of 0, 2 or 8 bytes."""
+    first = (0x80 if fin else 0) | rsv | opcode
+    mask_bit = 0x80 if masked else 0
+    n = len(payload)
+    if length_bytes is None and n < 126:
+        length_bytes = 0
+    elif length_bytes is None and n < 65536:
+        length_bytes = 2
+    elif length_bytes is None:
+        length_bytes = 8
+    if length_bytes == 0:
+        head = bytes([first, mask_bit | n])
+    elif length_bytes == 2:
+        head = bytes([first, mask_bit | 126]) + struct.pack("!H", n)
+    else:
+        head = bytes([first, mask_bit | 127]) + struct.pack("!Q", n)
+    if not masked:
+        return head + payload
+    mask = b"\x37\xfa\x21\x3d"
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def write_websocket_seeds(directory):
+    """Seeds for websocket_frames: a limit byte (limit = byte + 1), a split seed, then frames."""
+    text, binary, continuation, close, ping, pong = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
+    join = b'{"type":"join","room":"fuzz","name":"Ada"}'
+    valid = {
+        "text": ws_frame(text, b"hello"),
+        "join": ws_frame(text, join),
+        "binary": ws_frame(binary, b"\x00\x01\x02"),
+        "empty-text": ws_frame(text, b""),
+        "ping-pong": ws_frame(ping, b"are you there") + ws_frame(pong, b"\x00" * 8),
+        "close-empty": ws_frame(close, b""),
+        "close-with-reason": ws_frame(close, struct.pack("!H", 1000) + "bye \u00e9".encode()),
+        "close-4000": ws_frame(close, struct.pack("!H", 4000)),
+        "fragments-with-ping": ws_frame(text, join[:10], fin=False) + ws_frame(continuation, join[10:20], fin=False)
+        + ws_frame(ping, b"p") + ws_frame(continuation, join[20:]),
+        "utf8-split-across-fragments": ws_frame(text, b"caf\xc3", fin=False) + ws_frame(continuation, b"\xa9"),
+        "empty-continuations": ws_frame(binary, b"", fin=False) + ws_frame(continuation, b"", fin=False) * 20
+        + ws_frame(continuation, b"x"),
+        "length-16-bit": ws_frame(text, b"a" * 200),
+        "length-64-bit-for-a-short-frame": ws_frame(text, b"abc", length_bytes=8),
+        "length-16-bit-for-a-short-frame": ws_frame(binary, b"abc", length_bytes=2),
+        "messages-then-close": ws_frame(text, b"one") + ws_frame(binary, b"two") + ws_frame(close, struct.pack("!H", 1001)),
+    }
+    violations = {
+        "unmasked": ws_frame(text, b"{}", masked=False),
+        "reserved-bit": ws_frame(text, b"hi", rsv=0x40),
+        "unknown-data-opcode": ws_frame(0x3, b""),
+        "unknown-control-opcode": ws_frame(0xB, b""),
+        "fragmented-ping": ws_frame(ping, b"", fin=False),
+        "long-ping": ws_frame(ping, b"\x00" * 126),
+        "lone-continuation": ws_frame(continuation, b"x"),
+        "interleaved-message": ws_frame(text, b"a", fin=False) + ws_frame(text, b"b"),
+        "close-one-byte": ws_frame(close, b"\x03"),
+        "close-code-1005": ws_frame(close, struct.pack("!H", 1005)),
+        "close-code-999": ws_frame(close, struct.pack("!H", 999)),
+        "close-code-5000": ws_frame(close, struct.pack("!H", 5000)),
+        "close-reason-not-utf8": ws_frame(close, struct.pack("!H", 1000) + b"\xff"),
+        "text-not-utf8": ws_frame(text, b"\xc3\x28"),
+        "fragments-not-utf8": ws_frame(text, b"ok", fin=False) + ws_frame(continuation, b"\xff"),
+        "too-large-frame": ws_frame(text, b"a" * 20),
+        "too-large-fragments": ws_frame(text, b"a" * 6, fin=False) + ws_frame(continuation, b"a" * 6),
+        "length-top-bit": bytes([0x81, 0xFF]) + b"\x80" + b"\x00" * 7 + b"\x37\xfa\x21\x3d",
+        "length-2-pow-62": bytes([0x82, 0xFF]) + b"\x40" + b"\x00" * 7 + b"\x37\xfa\x21\x3d",
+    }
+    # The limit byte: 255 (256 bytes) for valid frames, so the 16-bit length fits, and 9 (10
+    # bytes) for violations, so the too-large cases trip it.
+    for name, data in valid.items():
+        for split_seed in (0, 7):
+            write(directory, f"{name}-split-{split_seed}", bytes([255, split_seed]) + data)
+    for name, data in violations.items():
+        write(directory, name, bytes([9, 3]) + data)
 
 
 if __name__ == "__main__":

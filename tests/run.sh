@@ -110,7 +110,7 @@ install_node_modules() {
 build_fuzz_targets() {
   cargo build --manifest-path fuzz/Cargo.toml
   local target
-  for target in stun_message channel_data turn_core; do
+  for target in stun_message channel_data turn_core websocket_frames; do
     fuzz/target/debug/"$target" -runs=0 fuzz/corpus/"$target"
   done
 }

@@ -56,6 +56,13 @@ mod trace;
 mod websocket;
 mod writer;
 
+/// The WebSocket frame decoder, for the fuzz targets in `fuzz/`. Not a stable API: it may
+/// change in any release.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::websocket::{Decoder, Incoming, ReadError};
+}
+
 use axum::routing::{get, post};
 use axum::Router;
 

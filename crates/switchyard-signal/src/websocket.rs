@@ -76,11 +76,14 @@ fn accept_value(key: &[u8]) -> HeaderValue {
 
 /// A complete message or control frame from the client.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Incoming {
+pub enum Incoming {
+    /// A text message, checked to be UTF-8.
     Text(String),
     /// A binary message, of which only the length is kept.
     Binary(usize),
+    /// A ping, with its payload of at most 125 bytes.
     Ping(Vec<u8>),
+    /// A pong, with its payload of at most 125 bytes.
     Pong(Vec<u8>),
     /// A close frame, with its code if it had one.
     Close(Option<u16>),
@@ -88,10 +91,13 @@ pub(crate) enum Incoming {
 
 /// Reason reading from a client stopped.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ReadError {
+pub enum ReadError {
     /// A frame or a message is longer than the configured limit.
     #[error("message longer than {limit} bytes")]
-    TooLarge { limit: usize },
+    TooLarge {
+        /// The limit passed to [`Decoder::decode`].
+        limit: usize,
+    },
     /// The client broke the framing rules; the connection closes with 1002.
     #[error("WebSocket protocol violation: {0}")]
     Protocol(&'static str),
@@ -126,7 +132,7 @@ struct Fragments {
 
 /// Turns bytes from the client into [`Incoming`] messages.
 #[derive(Debug, Default)]
-pub(crate) struct Decoder {
+pub struct Decoder {
     /// Bytes received and not decoded yet, from `start` on.
     buffer: Vec<u8>,
     start: usize,
@@ -146,7 +152,7 @@ struct Header {
 
 impl Decoder {
     /// Appends bytes read from the socket.
-    pub(crate) fn extend(&mut self, bytes: &[u8]) {
+    pub fn extend(&mut self, bytes: &[u8]) {
         if self.start > 0 {
             self.buffer.drain(..self.start);
             self.start = 0;
@@ -157,7 +163,7 @@ impl Decoder {
     /// Decodes the next complete message from the bytes received so far. Returns `Ok(None)`
     /// when more bytes are needed. `limit` bounds the payload of one data frame and of one
     /// reassembled message. Control frames are bounded by [`MAX_CONTROL_PAYLOAD`] instead.
-    pub(crate) fn decode(&mut self, limit: usize) -> Result<Option<Incoming>, ReadError> {
+    pub fn decode(&mut self, limit: usize) -> Result<Option<Incoming>, ReadError> {
         loop {
             let available = &self.buffer[self.start..];
             let Some(header) = parse_header(available)? else {
