@@ -2,7 +2,7 @@
 //! and the frame format, without extensions or subprotocols.
 //!
 //! Switchyard implements it itself instead of through tungstenite so that an idle connection
-//! holds no buffers. Bytes read from the socket stay in memory only while they make up an
+//! keeps no buffers. Bytes read from the socket stay in memory only while they make up an
 //! incomplete frame, and encoded frames only until the socket takes them; [`Decoder`] and
 //! [`crate::writer`] free their buffers whenever they are empty.
 
@@ -320,14 +320,16 @@ fn unmask(payload: &mut [u8], mask: [u8; 4]) {
     }
 }
 
-/// Returns the code of a close frame's payload after checking it (RFC 6455 section 7.4).
+/// Returns the code of a close frame's payload after checking it: the codes RFC 6455 section
+/// 7.4 defines for use in close frames, those IANA registered since (1012 to 1014), and the
+/// ranges for libraries and applications.
 fn parse_close(payload: &[u8]) -> Result<Option<u16>, ReadError> {
     match payload {
         [] => Ok(None),
         [_] => Err(ReadError::Protocol("close frame with a one-byte payload")),
         [high, low, reason @ ..] => {
             let code = u16::from_be_bytes([*high, *low]);
-            let allowed = matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999);
+            let allowed = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
             if !allowed {
                 return Err(ReadError::Protocol("close frame with a reserved code"));
             }
@@ -549,6 +551,10 @@ mod tests {
                 "close with code 1005",
                 client_frame(true, CLOSE, &[0x03, 0xed]),
             ),
+            (
+                "close with code 1015",
+                client_frame(true, CLOSE, &[0x03, 0xf7]),
+            ),
             ("interleaved message", {
                 let mut bytes = client_frame(false, TEXT, b"a");
                 bytes.extend(client_frame(true, TEXT, b"b"));
@@ -570,6 +576,18 @@ mod tests {
             decode_all(&client_frame(true, CLOSE, &[0x03, 0xe8, 0xff]), 1000),
             Err(ReadError::InvalidUtf8)
         ));
+    }
+
+    #[test]
+    fn registered_close_codes_are_accepted() {
+        for code in [1000u16, 1001, 1011, 1012, 1013, 1014, 3000, 4999] {
+            let frame = client_frame(true, CLOSE, &code.to_be_bytes());
+            assert_eq!(
+                decode_all(&frame, 1000).unwrap(),
+                vec![Incoming::Close(Some(code))],
+                "{code}"
+            );
+        }
     }
 
     #[test]
