@@ -186,7 +186,12 @@ export class SignalingClient extends EventTarget {
     }
     this.#setState('open');
     for (const frame of this.#unanswered.values()) {
-      this.#transport?.send(frame);
+      // The session exists, so a join still waiting for its reply was handled: over SSE the
+      // stream opens with `resumed` and then replays `joined`. Sending it again would get
+      // `already_joined`.
+      if (frame.type !== 'join') {
+        this.#transport?.send(frame);
+      }
     }
   }
 

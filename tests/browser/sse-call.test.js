@@ -72,4 +72,11 @@ describe('call over Server-Sent Events', { timeout: 120_000 }, () => {
     const lastSeq = await participants[0].page.evaluate(() => window.switchyard.lastSeq);
     assert.ok(lastSeq > 1, `sequence numbers did not advance: ${lastSeq}`);
   });
+
+  test('joining over SSE shows no server error', async () => {
+    for (const participant of participants) {
+      const messages = await participant.page.locator('#messages').textContent();
+      assert.ok(!messages.includes('Server error'), `${participant.name} saw: ${messages}`);
+    }
+  });
 });
