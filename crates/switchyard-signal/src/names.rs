@@ -17,7 +17,7 @@ pub const MAX_IDENTITY_CHARS: usize = 128;
 /// Reason a room or display name was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NameError {
-    /// The name is empty or only whitespace.
+    /// The name is empty or only whitespace and zero-width characters.
     #[error("{field} must not be empty")]
     Empty {
         /// `room`, `name` or `identity`.
@@ -33,8 +33,8 @@ pub enum NameError {
         /// Limit for this field.
         max: usize,
     },
-    /// The name contains a control character such as a newline.
-    #[error("{field} must not contain control characters")]
+    /// The name contains a control character such as a newline, or a bidirectional override.
+    #[error("{field} must not contain control or bidirectional override characters")]
     ControlCharacter {
         /// `room`, `name` or `identity`.
         field: &'static str,
@@ -95,17 +95,33 @@ pub fn validate_identity(identity: &str) -> Result<(), NameError> {
 }
 
 fn validate(field: &'static str, name: &str, max: usize) -> Result<(), NameError> {
-    if name.trim().is_empty() {
+    if name.chars().all(is_invisible) {
         return Err(NameError::Empty { field });
     }
     let length = name.chars().count();
     if length > max {
         return Err(NameError::TooLong { field, length, max });
     }
-    if name.chars().any(char::is_control) {
+    if name.chars().any(|c| c.is_control() || is_bidi_override(c)) {
         return Err(NameError::ControlCharacter { field });
     }
     Ok(())
+}
+
+/// Tells whether a character shows nothing on its own: whitespace, zero-width characters and
+/// the soft hyphen. A name made only of these would be blank on screen.
+fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{00AD}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2060}' | '\u{FEFF}'
+        )
+}
+
+/// Tells whether a character is a bidirectional embedding, override or isolate (U+202A to
+/// U+202E, U+2066 to U+2069), which can make a name display differently from how it reads.
+fn is_bidi_override(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Server-assigned participant id: 128 random bits as 32 lowercase hex digits, so a client
@@ -187,6 +203,29 @@ mod tests {
         assert_eq!(
             RoomName::parse("demo\u{0}".into()),
             Err(NameError::ControlCharacter { field: "room" })
+        );
+    }
+
+    #[test]
+    fn names_reject_invisible_and_bidi_override_characters() {
+        for name in ["\u{200B}", " \u{200D}\u{FEFF} ", "\u{00AD}"] {
+            assert_eq!(
+                DisplayName::parse(name.into()),
+                Err(NameError::Empty { field: "name" }),
+                "{name:?}"
+            );
+        }
+        for name in ["abc\u{202E}def", "\u{2066}Ada\u{2069}"] {
+            assert_eq!(
+                DisplayName::parse(name.into()),
+                Err(NameError::ControlCharacter { field: "name" }),
+                "{name:?}"
+            );
+        }
+        // Joiners inside a name are part of many scripts and emoji, and stay allowed.
+        assert!(
+            DisplayName::parse("\u{0645}\u{200C}\u{06CC} \u{1F469}\u{200D}\u{1F52C}".into())
+                .is_ok()
         );
     }
 
