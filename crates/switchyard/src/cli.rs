@@ -344,7 +344,7 @@ pub struct ServeArgs {
     #[serde(default)]
     pub allowed_origin: Vec<String>,
 
-    /// TOML file with any of the keys http, media, public-ip, ice-server (a list),
+    /// TOML file with any of the keys http, media, media-workers, public-ip, ice-server (a list),
     /// max-message-size, outbound-queue, ice-disconnected-timeout, ice-failed-timeout,
     /// reconnect-grace, drain-delay, outbox-messages, outbox-age, ping-interval, ping-timeout,
     /// duplicate-identity, api-key (a list), max-messages-per-second,

@@ -96,7 +96,7 @@ fn render_signaling(out: &mut Exposition) {
     );
     out.counter(
         "switchyard_resumes_total",
-        "WebSocket resume requests, by result.",
+        "Resume requests, over WebSocket and SSE, by result.",
         &labelled("result", &signal.resumes),
     );
 }
