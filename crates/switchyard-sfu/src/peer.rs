@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use rtc::crypto::SignatureScheme;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
 use rtc::interceptor::{NackResponderBuilder, SenderReportBuilder};
+use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
 use rtc::peer_connection::configuration::interceptor_registry::{
     configure_simulcast_extension_headers, register_default_interceptors,
 };
@@ -211,6 +213,7 @@ pub(crate) fn build_peer_connection(
     now: Instant,
     role: PeerRole,
     credentials: &IceCredentials,
+    certificate: &RTCCertificate,
     config: &SfuConfig,
     counters: Arc<SfuCounters>,
 ) -> Result<RTCPeerConnection, RtcError> {
@@ -239,7 +242,11 @@ pub(crate) fn build_peer_connection(
         .build();
 
     RTCPeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_configuration(
+            RTCConfigurationBuilder::new()
+                .with_certificates(vec![certificate.clone()])
+                .build(),
+        )
         .with_media_engine(media_engine)
         .with_setting_engine(setting_engine)
         .with_interceptor_registry(registry)
@@ -267,6 +274,18 @@ fn subscriber_interceptors(
     Ok(registry
         .with(Slot::NackResponder, NackResponderBuilder::new().build())
         .with(Slot::SenderReport, SenderReportBuilder::new().build()))
+}
+
+/// Makes the self-signed DTLS certificate that a shard's peer connections share. Without one,
+/// webrtc-rs makes a new key pair and certificate for every connection, two per join. Browsers
+/// check the certificate against the fingerprint in the SDP, which stays the same for every
+/// connection of the shard, as with one certificate per Janus instance.
+pub(crate) fn dtls_certificate() -> Result<RTCCertificate, RtcError> {
+    let provider =
+        rtc::crypto::default_provider().map_err(|error| RtcError::Other(error.to_string()))?;
+    let params = CertificateParams::new(vec!["switchyard".to_owned()])
+        .map_err(|error| RtcError::Other(error.to_string()))?;
+    RTCCertificate::generate(provider.crypto(), SignatureScheme::EcdsaP256Sha256, params)
 }
 
 /// Builds the server's one host candidate: the media socket's address, or the public address in
@@ -387,8 +406,8 @@ mod tests {
         assert_eq!(packets.len(), 1, "{packets:?}");
     }
 
-    #[test]
-    fn subscriber_offer_keeps_nack_and_pli() {
+    /// Returns the offer of a subscriber connection that sends one VP8 track.
+    fn subscriber_offer(certificate: &RTCCertificate) -> String {
         use rtc::media_stream::MediaStreamTrack;
         use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters};
         use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
@@ -397,6 +416,7 @@ mod tests {
             Instant::now(),
             PeerRole::Subscriber,
             &IceCredentials::random(),
+            certificate,
             &SfuConfig::default(),
             Arc::default(),
         )
@@ -426,10 +446,33 @@ mod tests {
         };
         pc.add_transceiver_from_track(track, Some(init))
             .expect("track added");
-        let offer = pc.create_offer(None).expect("offer created").sdp;
+        pc.create_offer(None).expect("offer created").sdp
+    }
+
+    #[test]
+    fn subscriber_offer_keeps_nack_and_pli() {
+        let offer = subscriber_offer(&dtls_certificate().unwrap());
         // Subscribers report loss and ask for keyframes; the NACK responder serves the first.
         assert!(offer.contains("a=rtcp-fb:96 nack\r\n"), "{offer}");
         assert!(offer.contains("a=rtcp-fb:96 nack pli\r\n"), "{offer}");
+    }
+
+    #[test]
+    fn connections_share_the_certificate_they_are_given() {
+        let fingerprint = |offer: &str| {
+            offer
+                .lines()
+                .find(|line| line.starts_with("a=fingerprint:"))
+                .map(str::to_owned)
+                .expect("offer has a fingerprint")
+        };
+        let shared = dtls_certificate().unwrap();
+        let first = fingerprint(&subscriber_offer(&shared));
+        assert_eq!(first, fingerprint(&subscriber_offer(&shared)));
+        assert_ne!(
+            first,
+            fingerprint(&subscriber_offer(&dtls_certificate().unwrap()))
+        );
     }
 
     #[test]
@@ -440,6 +483,7 @@ mod tests {
                 Instant::now(),
                 role,
                 &credentials,
+                &dtls_certificate().unwrap(),
                 &SfuConfig::default(),
                 Arc::default(),
             );

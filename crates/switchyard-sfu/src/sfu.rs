@@ -23,10 +23,13 @@ use crate::forward::{PublishedTrack, Subscription};
 use crate::handle::{Command, EventSender};
 use crate::log_limit::LogLimiter;
 use crate::metrics::SfuCounters;
-use crate::peer::{build_peer_connection, host_candidate, IceCredentials, PeerRole};
+use crate::peer::{
+    build_peer_connection, dtls_certificate, host_candidate, IceCredentials, PeerRole,
+};
 use crate::shard::ShardRoutes;
 use crate::stun;
 use crate::SfuConfig;
+use rtc::peer_connection::certificate::RTCCertificate;
 
 /// Internal handle of a participant, stable for one join.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -138,6 +141,8 @@ pub(crate) struct Sfu {
     /// Owners of ufrags and addresses across shards, and this state machine's shard index.
     pub routes: Arc<ShardRoutes>,
     pub shard: usize,
+    /// The DTLS certificate of every peer connection of this shard, made once at start.
+    certificate: RTCCertificate,
 }
 
 /// Upper bound on drain rounds for one input, so a feedback loop between connections cannot spin
@@ -153,6 +158,7 @@ impl Sfu {
         advertised: SocketAddr,
     ) -> Result<Self, rtc::shared::error::Error> {
         Ok(Sfu {
+            certificate: dtls_certificate()?,
             config,
             local_addr,
             host_candidate: host_candidate(advertised)?,
@@ -338,8 +344,14 @@ impl Sfu {
 
     fn new_peer(&self, now: Instant, role: PeerRole) -> Result<Peer, rtc::shared::error::Error> {
         let credentials = IceCredentials::random();
-        let pc =
-            build_peer_connection(now, role, &credentials, &self.config, self.counters.clone())?;
+        let pc = build_peer_connection(
+            now,
+            role,
+            &credentials,
+            &self.certificate,
+            &self.config,
+            self.counters.clone(),
+        )?;
         Ok(Peer {
             pc,
             ufrag: credentials.ufrag,
