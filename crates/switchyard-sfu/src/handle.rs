@@ -19,7 +19,10 @@ use crate::SfuConfig;
 
 /// Channel on which the SFU sends one participant's SDP, candidates, track notices and errors,
 /// in the order they must reach the client. Replies to a request carry its request id.
-pub type EventSender = mpsc::UnboundedSender<ServerFrame>;
+///
+/// The frames are boxed because tokio allocates a channel's first block of 32 slots when the
+/// channel is made, and 32 unboxed frames would cost every joined participant about 5 KB.
+pub type EventSender = mpsc::UnboundedSender<Box<ServerFrame>>;
 
 #[derive(Debug)]
 pub(crate) enum Command {

@@ -103,12 +103,14 @@ impl Participant {
     /// Queues a message for the client. A closed channel means the session is ending and the
     /// signaling layer will send `leave`, so a failed send is ignored.
     pub fn send(&self, message: ServerMessage) {
-        let _ = self.events.send(ServerFrame::event(message));
+        let _ = self.events.send(Box::new(ServerFrame::event(message)));
     }
 
     /// Queues the one reply to the request with id `request_id`.
     pub fn reply(&self, request_id: Option<String>, message: ServerMessage) {
-        let _ = self.events.send(ServerFrame::reply(request_id, message));
+        let _ = self
+            .events
+            .send(Box::new(ServerFrame::reply(request_id, message)));
     }
 }
 
@@ -237,13 +239,13 @@ impl Sfu {
         request_id: &Option<String>,
     ) -> Option<ParticipantKey> {
         if let Some(events) = self.failed_joins.get(participant_id) {
-            let _ = events.send(ServerFrame::reply(
+            let _ = events.send(Box::new(ServerFrame::reply(
                 request_id.clone(),
                 ServerMessage::error(
                     ErrorCode::InternalError,
                     "the server could not create this participant's peer connections",
                 ),
-            ));
+            )));
             return None;
         }
         self.key_of(participant_id)
@@ -266,10 +268,10 @@ impl Sfu {
         events: EventSender,
     ) {
         if self.keys_by_id.contains_key(&participant_id) {
-            let _ = events.send(ServerFrame::event(ServerMessage::error(
+            let _ = events.send(Box::new(ServerFrame::event(ServerMessage::error(
                 ErrorCode::AlreadyJoined,
                 "participant is already in the SFU",
-            )));
+            ))));
             return;
         }
         let publisher = match self.new_peer(now, PeerRole::Publisher) {
@@ -335,10 +337,10 @@ impl Sfu {
         error: rtc::shared::error::Error,
     ) {
         tracing::error!(%participant_id, %error, "failed to create peer connections");
-        let _ = events.send(ServerFrame::event(ServerMessage::error(
+        let _ = events.send(Box::new(ServerFrame::event(ServerMessage::error(
             ErrorCode::InternalError,
             "failed to create peer connections",
-        )));
+        ))));
         self.failed_joins.insert(participant_id, events);
     }
 

@@ -33,7 +33,7 @@ impl Harness {
         }
     }
 
-    fn join(&mut self, room: &str, id: &str) -> mpsc::UnboundedReceiver<ServerFrame> {
+    fn join(&mut self, room: &str, id: &str) -> mpsc::UnboundedReceiver<Box<ServerFrame>> {
         let (events, receiver) = mpsc::unbounded_channel();
         self.sfu.handle_command(
             self.now,
@@ -72,7 +72,7 @@ impl Harness {
 }
 
 /// Returns the queued messages without the `ok` replies to candidates.
-fn drain(receiver: &mut mpsc::UnboundedReceiver<ServerFrame>) -> Vec<ServerMessage> {
+fn drain(receiver: &mut mpsc::UnboundedReceiver<Box<ServerFrame>>) -> Vec<ServerMessage> {
     let mut messages = Vec::new();
     while let Ok(frame) = receiver.try_recv() {
         if frame.message != ServerMessage::Ok {

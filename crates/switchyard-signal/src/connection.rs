@@ -478,9 +478,9 @@ impl Driver {
             request_id: request_id.clone(),
             reply,
         };
-        if let Err(mpsc_error) = session.send(Input::Attach(attach)) {
+        if let Err(input) = session.send(Input::Attach(attach)) {
             // The session ended between the lookup and the send.
-            let Input::Attach(attach) = mpsc_error.0 else {
+            let Input::Attach(attach) = input else {
                 unreachable!("the input sent was an Attach");
             };
             self.binding = Binding::Unbound(attach.outbound);
