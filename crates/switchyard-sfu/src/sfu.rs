@@ -125,7 +125,9 @@ pub(crate) struct Sfu {
     pub config: SfuConfig,
     pub local_addr: SocketAddr,
     pub host_candidate: RTCIceCandidateInit,
-    pub participants: HashMap<ParticipantKey, Participant>,
+    /// Boxed: a participant with its two peer connections is about 17 KB, and the map's table
+    /// would otherwise keep that much room for every free slot and move it on every resize.
+    pub participants: HashMap<ParticipantKey, Box<Participant>>,
     pub keys_by_id: HashMap<String, ParticipantKey>,
     /// Event channels of participants whose peer connections could not be created, so that
     /// their later requests still get an `error` reply. Removed on leave.
@@ -308,7 +310,7 @@ impl Sfu {
         info!(room_id = %room, participant_id = %participant_id, "participant joined the SFU");
         self.participants.insert(
             key,
-            Participant {
+            Box::new(Participant {
                 id: participant_id.clone(),
                 room: room.clone(),
                 events,
@@ -318,7 +320,7 @@ impl Sfu {
                 subscriptions: Vec::new(),
                 negotiation: SubscriberNegotiation::default(),
                 subscribe,
-            },
+            }),
         );
         self.keys_by_id.insert(participant_id, key);
         let members = self.rooms.entry(room.clone()).or_insert_with(|| {
