@@ -5,9 +5,8 @@
 //!
 //! 1. The first message must be `join {room, name}`. Room and display names must be 1 to 64
 //!    characters, not only whitespace or zero-width characters, and without control characters
-//!    or bidirectional overrides, or the reply is `error`
-//!    `invalid_name`. Any other message before `join` gets `not_joined`, and a second
-//!    `join` gets `already_joined`.
+//!    or bidirectional overrides, or the reply is `error` `invalid_name`. Any other message
+//!    before `join` gets `not_joined`, and a second `join` gets `already_joined`.
 //! 2. The server assigns an unguessable participant id, replies `joined` with the others in the
 //!    room and the ICE servers (the TURN relay with credentials for this participant, then the
 //!    configured servers), and sends `participant_joined` to the others.
