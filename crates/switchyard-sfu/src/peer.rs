@@ -26,7 +26,7 @@ use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::Packet as RtcpPacket;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind, TYPE_RTCP_FB_NACK,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
 };
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error as RtcError;
@@ -254,22 +254,13 @@ pub(crate) fn build_peer_connection(
 }
 
 /// Adds the interceptors of a connection that only sends RTP: the NACK responder, which resends
-/// what a subscriber reports lost, and sender reports. The `nack` and `nack pli` feedback and
-/// the simulcast header extensions are registered as the default set registers them, so the
-/// SDP offers the same feedback.
+/// what a subscriber reports lost, and sender reports. The video codecs already carry the `nack`
+/// and `nack pli` feedback (see [`codecs`]), and the simulcast header extensions are registered
+/// as the default set registers them.
 fn subscriber_interceptors(
     registry: Registry,
     media_engine: &mut MediaEngine,
 ) -> Result<Registry, RtcError> {
-    for parameter in ["", "pli"] {
-        media_engine.register_feedback(
-            RTCPFeedback {
-                typ: TYPE_RTCP_FB_NACK.to_owned(),
-                parameter: parameter.to_owned(),
-            },
-            RtpCodecKind::Video,
-        );
-    }
     configure_simulcast_extension_headers(media_engine)?;
     Ok(registry
         .with(Slot::NackResponder, NackResponderBuilder::new().build())
@@ -452,7 +443,8 @@ mod tests {
     #[test]
     fn subscriber_offer_keeps_nack_and_pli() {
         let offer = subscriber_offer(&dtls_certificate().unwrap());
-        // Subscribers report loss and ask for keyframes; the NACK responder serves the first.
+        // Subscribers report loss and request keyframes, and the NACK responder serves the
+        // loss reports.
         assert!(offer.contains("a=rtcp-fb:96 nack\r\n"), "{offer}");
         assert!(offer.contains("a=rtcp-fb:96 nack pli\r\n"), "{offer}");
     }
