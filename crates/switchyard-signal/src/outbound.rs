@@ -7,6 +7,7 @@
 //! frame, so a connection can always end with its close code even when the client stopped
 //! reading and the queue is full.
 
+use std::io::Write as _;
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
@@ -61,22 +62,11 @@ impl Encoded {
             error!(body = %self.body, "encoded message is not a JSON object, sending it without seq");
             return self.body.as_str();
         };
-        prefix.push(b"{\"seq\":");
-        let mut digits = [0u8; 20];
-        let mut start = digits.len();
-        let mut rest = seq;
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        prefix.push(&digits[start..]);
-        if members != "}" {
-            prefix.push(b",");
-        }
+        let separator = if members == "}" { "" } else { "," };
+        let mut cursor = &mut prefix.bytes[..];
+        // The buffer fits the longest prefix, so writing to it cannot fail.
+        let _ = write!(cursor, "{{\"seq\":{seq}{separator}");
+        prefix.len = MAX_SEQ_PREFIX_BYTES - cursor.len();
         members
     }
 }
@@ -89,13 +79,8 @@ struct SeqPrefix {
 }
 
 impl SeqPrefix {
-    fn push(&mut self, bytes: &[u8]) {
-        self.bytes[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-        self.len += bytes.len();
-    }
-
     fn as_str(&self) -> &str {
-        // Only ASCII is pushed.
+        // Only ASCII is written.
         std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
     }
 }
