@@ -70,8 +70,8 @@ pub(crate) async fn upgrade(State(state): State<AppState>, mut request: Request)
             }
         };
         // A debug span, so that at the default log level an open connection costs no span
-        // data. A future keeps room for what it captures for as long as it lives, so the
-        // connection's long-lived future gets a task of its own, built from the parts.
+        // data. The connection gets a task of its own, because this task's future would keep
+        // room for the upgrade for as long as the connection lives.
         let span = debug_span!("connection", connection_id);
         let connection = span.in_scope(|| start(io, state, connection_id, trace, tracker_token));
         tokio::spawn(connection.instrument(span));
@@ -339,7 +339,7 @@ impl Driver {
             }
             Ok(Incoming::Close(code)) => {
                 debug!(?code, "client sent close frame");
-                // RFC 6455 section 5.5.1: answer with a close frame, echoing the code.
+                // RFC 6455 section 5.5.1: reply with a close frame that echoes the code.
                 self.socket.close_now(code.unwrap_or(1000), "");
                 self.close_sent = true;
                 // The close handshake is complete once the reply is written, and the server
@@ -353,7 +353,7 @@ impl Driver {
             }
             Err(error) => {
                 // Protocol violations and text that is not UTF-8 get a close frame with 1002 or
-                // 1007; the connection cannot go on after either.
+                // 1007, because the connection cannot go on after either.
                 debug!(%error, "reading from the WebSocket failed");
                 self.read_ended = true;
                 if let Some(code) = error.close_code() {
@@ -572,7 +572,7 @@ impl Driver {
         let close_timeout = self.state.config.close_timeout;
         if client_gone {
             // The client is gone or already closing, so what is still queued is of no use. A
-            // close frame answering the client's is already in the output buffer.
+            // close frame in reply to the client's is already in the output buffer.
             self.socket.stop_queue(true);
         }
         let flush = !self.writer_done && (!client_gone || self.close_sent);

@@ -98,10 +98,10 @@ pub enum ReadError {
         /// The limit passed to [`Decoder::decode`].
         limit: usize,
     },
-    /// The client broke the framing rules; the connection closes with 1002.
+    /// The client broke the framing rules, and the connection closes with 1002.
     #[error("WebSocket protocol violation: {0}")]
     Protocol(&'static str),
-    /// A text message or close reason is not UTF-8; the connection closes with 1007.
+    /// A text message or close reason is not UTF-8, and the connection closes with 1007.
     #[error("text that is not UTF-8")]
     InvalidUtf8,
     /// The client closed the TCP connection.
@@ -113,7 +113,7 @@ pub enum ReadError {
 }
 
 impl ReadError {
-    /// Returns the close code the server replies with to this error, if it replies at all.
+    /// Returns the close code the server sends for this error, or `None` when it sends none.
     pub(crate) fn close_code(&self) -> Option<u16> {
         match self {
             ReadError::Protocol(_) => Some(CLOSE_PROTOCOL_ERROR),
@@ -177,7 +177,7 @@ impl Decoder {
             if available.len() < end {
                 // Reserve the rest of the frame once half of it is here, so the buffer does
                 // not overshoot it. Reserving from the header alone would let a client pin
-                // `limit` bytes per connection by sending 14.
+                // `limit` bytes per connection by sending a 14-byte header.
                 let missing = end - available.len();
                 if missing <= available.len() {
                     self.buffer.reserve_exact(missing);
@@ -363,19 +363,19 @@ pub(crate) fn put_text(out: &mut Vec<u8>, parts: &[&[u8]]) {
     }
 }
 
-/// Appends a ping frame; `payload` is at most 125 bytes.
+/// Appends a ping frame. `payload` is at most 125 bytes.
 pub(crate) fn put_ping(out: &mut Vec<u8>, payload: &[u8]) {
     put_header(out, PING, payload.len());
     out.extend_from_slice(payload);
 }
 
-/// Appends a pong frame; `payload` is at most 125 bytes.
+/// Appends a pong frame. `payload` is at most 125 bytes.
 pub(crate) fn put_pong(out: &mut Vec<u8>, payload: &[u8]) {
     put_header(out, PONG, payload.len());
     out.extend_from_slice(payload);
 }
 
-/// Appends a close frame; `reason` is at most 123 bytes.
+/// Appends a close frame. `reason` is at most 123 bytes.
 pub(crate) fn put_close(out: &mut Vec<u8>, code: u16, reason: &str) {
     put_header(out, CLOSE, 2 + reason.len());
     out.extend_from_slice(&code.to_be_bytes());
@@ -500,7 +500,7 @@ mod tests {
     #[test]
     fn limit_applies_to_frames_and_to_messages() {
         let frame = client_frame(true, TEXT, &[b'a'; 11]);
-        // The header alone is enough to refuse it.
+        // The header alone is enough to reject it.
         assert!(matches!(
             decode_all(&frame[..6], 10),
             Err(ReadError::TooLarge { limit: 10 })

@@ -42,9 +42,9 @@ const WRITE_BATCH: usize = 64 * 1024;
 
 /// A pong is left out while the output buffer has more unwritten bytes than this, so that a
 /// client that sends pings and never reads cannot grow the buffer without bound. The buffer
-/// reaches this size only while the socket accepts nothing. RFC 6455 section 5.5.3 allows
-/// answering only the latest of several pings. This also leaves out the latest, so the client
-/// gets its next pong for a ping sent after the backlog is written.
+/// reaches this size only while the socket accepts nothing. RFC 6455 section 5.5.3 allows a pong
+/// for only the latest of several pings. This also leaves out the latest, so the client gets
+/// its next pong for a ping sent after the backlog is written.
 const MAX_UNWRITTEN_FOR_PONG: usize = 4 * WRITE_BATCH;
 
 /// The socket, queue and buffers of one connection.
@@ -52,9 +52,9 @@ const MAX_UNWRITTEN_FOR_PONG: usize = 4 * WRITE_BATCH;
 pub(crate) struct SharedSocket {
     io: Mutex<IoState>,
     queue: Mutex<Queue>,
-    /// Wakes the driver to write what the producer could not; `wake_pending` tells it
-    /// to. A flag and a waker take less room in every connection than a `Notify` and the
-    /// driver's future waiting on it.
+    /// Wakes the driver to write what the producer could not, when `wake_pending` is set. A
+    /// flag and a waker take less room in every connection than a `Notify` and the driver's
+    /// future waiting on it.
     wake_driver: AtomicWaker,
     wake_pending: AtomicBool,
     /// Set when the producer is dropped, after which nothing more is queued.
@@ -64,7 +64,7 @@ pub(crate) struct SharedSocket {
 #[derive(Debug, Default)]
 struct Queue {
     items: VecDeque<Outgoing>,
-    /// Set when nothing will be written any more; pushes then fail.
+    /// Set when nothing will be written any more, after which pushes fail.
     stopped: bool,
 }
 
@@ -156,7 +156,7 @@ impl SharedSocket {
         self.wake_driver.wake();
     }
 
-    /// Tells whether the producer is gone.
+    /// Returns whether the producer is gone.
     pub(crate) fn is_producer_dropped(&self) -> bool {
         self.producer_dropped.load(Ordering::Acquire)
     }
@@ -194,21 +194,21 @@ impl SharedSocket {
         lock(&self.io).poll_read(context, limit)
     }
 
-    /// Adds a ping to the output buffer unless a close frame is already there. The caller
-    /// writes it with [`SharedSocket::poll_write`].
+    /// Adds a ping to the output buffer unless a close frame is already there or writing has
+    /// finished. The caller writes it with [`SharedSocket::poll_write`].
     pub(crate) fn ping(&self, payload: &[u8]) {
         let mut state = lock(&self.io);
-        if !state.closing {
+        if !state.closing && !state.finished {
             websocket::put_ping(&mut state.out, payload);
         }
     }
 
-    /// Adds a pong echoing `payload` to the output buffer unless a close frame is already there
-    /// or more than [`MAX_UNWRITTEN_FOR_PONG`] bytes wait to be written.
+    /// Adds a pong echoing `payload` to the output buffer unless a close frame is already there,
+    /// writing has finished, or more than [`MAX_UNWRITTEN_FOR_PONG`] bytes wait to be written.
     pub(crate) fn pong(&self, payload: &[u8]) {
         let mut state = lock(&self.io);
         let unwritten = state.out.len().saturating_sub(state.written);
-        if !state.closing && unwritten <= MAX_UNWRITTEN_FOR_PONG {
+        if !state.closing && !state.finished && unwritten <= MAX_UNWRITTEN_FOR_PONG {
             websocket::put_pong(&mut state.out, payload);
         }
     }
@@ -223,8 +223,8 @@ impl SharedSocket {
         }
     }
 
-    /// Stops taking frames: later pushes fail with [`OutboundError::WriterStopped`]. With
-    /// `discard`, what is queued is dropped unwritten.
+    /// Stops taking frames, so that later pushes fail with [`OutboundError::WriterStopped`].
+    /// With `discard`, what is queued is dropped unwritten.
     pub(crate) fn stop_queue(&self, discard: bool) {
         let mut queue = lock(&self.queue);
         queue.stopped = true;
@@ -260,6 +260,7 @@ impl IoState {
                 self.error = Some(error);
                 self.finished = true;
                 self.out = Vec::new();
+                self.written = 0;
                 Poll::Ready(Written::Finished)
             }
             Poll::Pending => Poll::Pending,

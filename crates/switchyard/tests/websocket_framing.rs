@@ -265,7 +265,7 @@ async fn protocol_violations_close_only_their_connection() {
         assert_eq!(client.close_code().await, expected, "{name}");
     }
 
-    // Ada's connection was not disturbed: she is told of the next participant.
+    // Ada's connection was not disturbed, so she gets `participant_joined` for the next one.
     let mut grace = server.connect().await;
     let (grace_id, _) = grace.join("violations", "Grace").await;
     match ada.recv().await {
