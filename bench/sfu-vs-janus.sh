@@ -25,7 +25,8 @@
 # Settings (environment): BENCH_DURATION window seconds (default 20), BENCH_WARMUP seconds
 # (default 3), BENCH_VIDEO_KBPS (default 1000), BENCH_SCENARIOS (default
 # "fanout:50 fanout:200 meeting:10"), BENCH_SERVERS (default "switchyard janus"),
-# BENCH_NO_BUILD=1 to use the release binaries already in target/release.
+# BENCH_NO_BUILD=1 to use the release binaries already in target/release, SWITCHYARD_BIN
+# to test another build of the server.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -41,7 +42,7 @@ HTTP_PORT=18080
 MEDIA_PORT=40000
 JANUS_WS_PORT=18188
 JANUS_ROOM=1234
-SWITCHYARD_BIN=target/release/switchyard
+SWITCHYARD_BIN=${SWITCHYARD_BIN:-target/release/switchyard}
 LOADGEN_BIN=target/release/switchyard-loadgen
 WORK=bench/artifacts/sfu-vs-janus
 

@@ -1,20 +1,26 @@
 //! Batched I/O on the media socket: `recvmmsg` (with UDP GRO where the kernel offers it) through
 //! `quinn-udp` on receive, and `sendmmsg` through `nix` on send, so that one system call moves up
-//! to [`BATCH`] datagrams.
+//! to [`BATCH`] messages.
 //!
-//! UDP GSO is not used on send. It needs equal-sized segments to one destination, and the
-//! forwarder's output fans one packet out to many destinations instead.
+//! On send, consecutive datagrams to one destination with the same size (the last may be
+//! shorter) form one message with UDP GSO. The kernel then routes and queues them once and
+//! splits them only at the device, or for a loopback receiver at its socket. The forwarder
+//! fans each packet out to many destinations, so runs come from a read that carried several
+//! packets of one stream, such as the packets of one video frame. The driver drains all of them
+//! before it sends, which puts each subscriber's copies side by side.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use nix::errno::Errno;
 use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
 use quinn_udp::{RecvMeta, UdpSocketState};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::sfu::Transmit;
 
@@ -25,8 +31,14 @@ pub(crate) const BATCH: usize = 32;
 /// 64 KiB is the largest run the kernel coalesces.
 const RECEIVE_BUFFER: usize = 64 * 1024;
 
-/// Ancillary data sent with each datagram: none.
-const NO_CONTROL_MESSAGES: [ControlMessage<'static>; 0] = [];
+/// Messages and datagrams that one [`BatchSocket::send_all`] handed to the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Sent {
+    /// Messages the kernel took; with UDP GSO one carries several datagrams.
+    pub messages: u64,
+    /// Datagrams in those messages.
+    pub datagrams: u64,
+}
 
 /// The media socket with its receive buffers, reused for every batch.
 pub(crate) struct BatchSocket {
@@ -37,6 +49,8 @@ pub(crate) struct BatchSocket {
     metas: Vec<RecvMeta>,
     /// Receive buffers that the last read filled.
     filled: usize,
+    /// Set once a send with UDP GSO failed, so that no later send uses it.
+    gso_failed: AtomicBool,
 }
 
 impl BatchSocket {
@@ -49,6 +63,7 @@ impl BatchSocket {
             buffers: vec![0u8; BATCH * RECEIVE_BUFFER],
             metas: vec![RecvMeta::default(); BATCH],
             filled: 0,
+            gso_failed: AtomicBool::new(false),
         })
     }
 
@@ -92,56 +107,350 @@ impl BatchSocket {
             })
     }
 
-    /// Sends the transmits in order, up to [`BATCH`] per system call, waiting while the socket's
-    /// send buffer is full. A datagram the kernel rejects is dropped and logged, and the rest
-    /// still go out.
-    pub async fn send_all(&self, transmits: &mut Vec<Transmit>) {
+    /// Sends the transmits, up to [`BATCH`] messages per system call, waiting while the socket's
+    /// send buffer is full. Consecutive transmits to one destination whose sizes allow it go
+    /// out as one GSO message, which the kernel splits into datagrams again. A message the
+    /// kernel rejects is dropped and logged, and the rest still go out.
+    pub async fn send_all(&self, transmits: &mut Vec<Transmit>) -> Sent {
+        let mut messages = Vec::with_capacity(transmits.len());
+        plan(transmits, self.max_segments(), &mut messages);
+        let mut totals = Sent::default();
         let mut sent = 0;
-        while sent < transmits.len() {
-            let end = transmits.len().min(sent + BATCH);
-            match self.send_batch(&transmits[sent..end]) {
-                Ok(count) => sent += count.max(1),
+        while sent < messages.len() {
+            let (count, segment) = next_call(&messages[sent..]);
+            let call = &messages[sent..sent + count];
+            match self.send_call(transmits, call, segment) {
+                Ok(count) => {
+                    let count = count.clamp(1, call.len());
+                    totals.messages += count as u64;
+                    totals.datagrams += call[..count]
+                        .iter()
+                        .map(|message| (message.end - message.start) as u64)
+                        .sum::<u64>();
+                    sent += count;
+                }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     if let Err(error) = self.socket.writable().await {
                         debug!(%error, "media socket not writable; dropping queued datagrams");
                         break;
                     }
                 }
-                // `sendmmsg` reports an error only when the first datagram of the batch failed.
+                // Some network drivers cannot segment UDP and fail the send with EIO or EINVAL.
+                // The rest goes out one datagram per message from then on.
+                // NOTE: loopback always segments, so no test takes this path.
+                Err(error) if segment.is_some() && is_gso_error(&error) => {
+                    info!(%error, "UDP segmentation offload failed; sending single datagrams");
+                    self.gso_failed.store(true, Ordering::Relaxed);
+                    let rest = messages[sent].start;
+                    messages.truncate(sent);
+                    plan_from(transmits, rest, 1, &mut messages);
+                }
+                // `sendmmsg` reports an error only when the first message of the call failed.
                 Err(error) => {
-                    debug!(destination = %transmits[sent].destination, %error, "media send failed");
+                    let destination = transmits[messages[sent].start].destination;
+                    debug!(%destination, %error, "media send failed");
                     sent += 1;
                 }
             }
         }
         transmits.clear();
+        totals
     }
 
-    /// Sends one batch of at most [`BATCH`] transmits with one `sendmmsg` call and returns how
-    /// many the kernel took.
-    fn send_batch(&self, batch: &[Transmit]) -> io::Result<usize> {
-        let mut slices = [[IoSlice::new(&[])]; BATCH];
-        let mut addresses = [None; BATCH];
-        for ((slot, address), transmit) in slices.iter_mut().zip(&mut addresses).zip(batch) {
-            *slot = [IoSlice::new(&transmit.payload)];
-            *address = Some(SockaddrStorage::from(transmit.destination));
+    /// Datagrams one GSO message may carry: 1 where the kernel offers no UDP GSO or a send
+    /// with it failed.
+    fn max_segments(&self) -> usize {
+        if self.gso_failed.load(Ordering::Relaxed) {
+            1
+        } else {
+            self.state.max_gso_segments().max(1)
         }
+    }
+
+    /// Sends `call`, messages of `transmits` that share the GSO segment size `segment`, with
+    /// one `sendmmsg` call, and returns how many messages the kernel took.
+    fn send_call(
+        &self,
+        transmits: &[Transmit],
+        call: &[Message],
+        segment: Option<u16>,
+    ) -> io::Result<usize> {
+        let (Some(first), Some(last)) = (call.first(), call.last()) else {
+            return Ok(0);
+        };
+        let base = first.start;
+        let slices: Vec<IoSlice<'_>> = transmits[base..last.end]
+            .iter()
+            .map(|transmit| IoSlice::new(&transmit.payload))
+            .collect();
+        let groups: Vec<&[IoSlice<'_>]> = call
+            .iter()
+            .map(|message| &slices[message.start - base..message.end - base])
+            .collect();
+        let addresses: Vec<Option<SockaddrStorage>> = call
+            .iter()
+            .map(|message| Some(SockaddrStorage::from(transmits[message.start].destination)))
+            .collect();
+        let segment_size = segment.unwrap_or(0);
+        let gso = [ControlMessage::UdpGsoSegments(&segment_size)];
+        let control: &[ControlMessage<'_>] = if segment.is_some() { &gso } else { &[] };
 
         // NOTE: `MultiHeaders` holds raw pointers and is not `Send`, so it cannot live in this
-        // struct across the driver's awaits. It is allocated per batch, not per datagram.
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(batch.len(), None);
+        // struct across the driver's awaits. It is allocated per call, not per datagram.
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(
+            call.len(),
+            segment.map(|_| nix::cmsg_space!(u16)),
+        );
         let socket = &self.socket;
-        let addresses = &addresses[..batch.len()];
         socket.try_io(Interest::WRITABLE, || {
             let results = sendmmsg(
                 socket.as_raw_fd(),
                 &mut headers,
-                &slices[..batch.len()],
-                addresses,
-                NO_CONTROL_MESSAGES,
+                &groups,
+                &addresses,
+                control,
                 MsgFlags::empty(),
             )?;
             Ok(results.count())
         })
+    }
+}
+
+/// True for the errors with which Linux rejects a GSO send that the device cannot segment.
+fn is_gso_error(error: &io::Error) -> bool {
+    let code = error.raw_os_error();
+    code == Some(Errno::EIO as i32) || code == Some(Errno::EINVAL as i32)
+}
+
+/// Largest payload of one GSO message. The UDP length field allows 65,535 bytes with the
+/// 8-byte header, and IPv4 takes 20 more of the IP packet's 65,535.
+const GSO_MAX_BYTES: usize = 65_000;
+
+/// One message of a `sendmmsg` call: a single datagram, or a run of datagrams to one
+/// destination, all `segment` bytes but the last, which may be shorter (UDP GSO).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Message {
+    /// The transmits it carries, `start..end`.
+    start: usize,
+    end: usize,
+    /// Size of its first datagram, and of every one but the last.
+    segment: usize,
+}
+
+impl Message {
+    fn is_run(&self) -> bool {
+        self.end - self.start > 1
+    }
+}
+
+/// Splits `transmits` into messages of at most `max_segments` datagrams each.
+fn plan(transmits: &[Transmit], max_segments: usize, messages: &mut Vec<Message>) {
+    plan_from(transmits, 0, max_segments, messages);
+}
+
+/// Appends the messages for `transmits[start..]` to `messages`.
+fn plan_from(
+    transmits: &[Transmit],
+    mut start: usize,
+    max_segments: usize,
+    messages: &mut Vec<Message>,
+) {
+    while start < transmits.len() {
+        let first = &transmits[start];
+        let segment = first.payload.len();
+        let mut end = start + 1;
+        let mut total = segment;
+        while segment > 0 && end < transmits.len() && end - start < max_segments {
+            let next = &transmits[end];
+            let len = next.payload.len();
+            if next.destination != first.destination || len == 0 || len > segment {
+                break;
+            }
+            if total + len > GSO_MAX_BYTES {
+                break;
+            }
+            total += len;
+            end += 1;
+            // Only the last datagram of a run may be shorter than the others.
+            if len < segment {
+                break;
+            }
+        }
+        messages.push(Message {
+            start,
+            end,
+            segment,
+        });
+        start = end;
+    }
+}
+
+/// Returns how many of `messages`, from the first, one `sendmmsg` call can carry, and the GSO
+/// segment size it sets for all of them. The kernel reads the size from each message's control
+/// data and leaves a datagram no longer than it unsplit, so single datagrams up to that size
+/// can share a call with runs. Runs of another size need a call of their own.
+fn next_call(messages: &[Message]) -> (usize, Option<u16>) {
+    let mut segment: Option<usize> = None;
+    let mut longest_single = 0;
+    let mut count = 0;
+    for message in messages.iter().take(BATCH) {
+        if message.is_run() {
+            match segment {
+                None if longest_single <= message.segment => segment = Some(message.segment),
+                Some(size) if size == message.segment => {}
+                _ => break,
+            }
+        } else {
+            if segment.is_some_and(|size| message.segment > size) {
+                break;
+            }
+            longest_single = longest_single.max(message.segment);
+        }
+        count += 1;
+    }
+    // `plan` keeps runs within GSO_MAX_BYTES, so their segment size fits in 16 bits.
+    (
+        count.max(1),
+        segment.and_then(|size| u16::try_from(size).ok()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use bytes::BytesMut;
+
+    use super::*;
+
+    fn transmit(destination: &str, len: usize, fill: u8) -> Transmit {
+        Transmit {
+            destination: destination.parse().unwrap(),
+            payload: BytesMut::from(&vec![fill; len][..]),
+        }
+    }
+
+    fn planned(transmits: &[Transmit], max_segments: usize) -> Vec<(usize, usize)> {
+        let mut messages = Vec::new();
+        plan(transmits, max_segments, &mut messages);
+        messages.iter().map(|m| (m.start, m.end)).collect()
+    }
+
+    #[test]
+    fn plan_joins_runs_per_destination() {
+        let a = "127.0.0.1:1000";
+        let b = "127.0.0.1:2000";
+        let transmits = [
+            transmit(a, 1100, 1),
+            transmit(a, 1100, 2),
+            transmit(a, 700, 3),
+            // A shorter datagram ends a run, so this one starts the next.
+            transmit(a, 1100, 4),
+            transmit(b, 1100, 5),
+            // Longer than the run's first datagram: a message of its own.
+            transmit(b, 1200, 6),
+            transmit(a, 90, 7),
+        ];
+        assert_eq!(
+            planned(&transmits, 64),
+            [(0, 3), (3, 4), (4, 5), (5, 6), (6, 7)]
+        );
+        // Without GSO every datagram is a message.
+        assert_eq!(planned(&transmits, 1).len(), transmits.len());
+    }
+
+    #[test]
+    fn plan_limits_run_length() {
+        let a = "127.0.0.1:1000";
+        let transmits: Vec<Transmit> = (0..10).map(|i| transmit(a, 1000, i)).collect();
+        assert_eq!(planned(&transmits, 4), [(0, 4), (4, 8), (8, 10)]);
+
+        // 65 datagrams of 1,000 bytes exceed one message's 65,000 bytes.
+        let transmits: Vec<Transmit> = (0..70).map(|i| transmit(a, 1000, i as u8)).collect();
+        assert_eq!(planned(&transmits, 64), [(0, 64), (64, 70)]);
+        let transmits: Vec<Transmit> = (0..3).map(|i| transmit(a, 30_000, i)).collect();
+        assert_eq!(planned(&transmits, 64), [(0, 2), (2, 3)]);
+    }
+
+    #[test]
+    fn next_call_shares_segment_size() {
+        let message = |start: usize, end: usize, segment: usize| Message {
+            start,
+            end,
+            segment,
+        };
+        // Singles no longer than the run's segment size join it.
+        let messages = [
+            message(0, 1, 200),
+            message(1, 4, 1100),
+            message(4, 5, 1100),
+            message(5, 7, 1100),
+            message(7, 9, 900),
+        ];
+        assert_eq!(next_call(&messages), (4, Some(1100)));
+        assert_eq!(next_call(&messages[4..]), (1, Some(900)));
+        // A single longer than the runs before it ends the call.
+        let messages = [message(0, 2, 900), message(2, 3, 1000)];
+        assert_eq!(next_call(&messages), (1, Some(900)));
+        // And a run after a longer single needs a call of its own.
+        let messages = [message(0, 1, 1000), message(1, 3, 900)];
+        assert_eq!(next_call(&messages), (1, None));
+        // Singles alone carry no control data.
+        let messages: Vec<Message> = (0..40).map(|i| message(i, i + 1, 100)).collect();
+        assert_eq!(next_call(&messages), (BATCH, None));
+    }
+
+    /// Sends runs, single datagrams and a run longer than one call through a real socket on
+    /// loopback, and checks that every datagram arrives on its own, whole and in order.
+    #[tokio::test]
+    async fn send_all_splits_gso_runs() {
+        let sender = BatchSocket::new(UdpSocket::bind("127.0.0.1:0").await.unwrap()).unwrap();
+        let first = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let second = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for receiver in [&first, &second] {
+            receiver
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+        }
+        let first_addr = first.local_addr().unwrap().to_string();
+        let second_addr = second.local_addr().unwrap().to_string();
+
+        let mut expected: Vec<(SocketAddr, usize, u8)> = Vec::new();
+        let mut transmits = Vec::new();
+        let mut add = |to: &str, len: usize, fill: u8| {
+            transmits.push(transmit(to, len, fill));
+            expected.push((to.parse().unwrap(), len, fill));
+        };
+        for fill in 0..3 {
+            add(&first_addr, 1100, fill);
+        }
+        add(&first_addr, 400, 3);
+        add(&second_addr, 1100, 4);
+        add(&second_addr, 60, 5);
+        for fill in 6..80 {
+            add(&second_addr, 500, fill);
+        }
+        add(&first_addr, 1100, 80);
+        let sent = sender.send_all(&mut transmits).await;
+        assert!(transmits.is_empty());
+        assert_eq!(sent.datagrams, expected.len() as u64);
+        // Runs of 4 (the shorter last datagram included), 2, 64, 10 and 1 datagrams, or one
+        // message each without GSO.
+        if sender.max_segments() > 1 {
+            assert_eq!(sent.messages, 5);
+        } else {
+            assert_eq!(sent.messages, sent.datagrams);
+        }
+
+        let mut buffer = vec![0u8; 65_536];
+        for receiver in [&first, &second] {
+            let address = receiver.local_addr().unwrap();
+            for &(_, len, fill) in expected.iter().filter(|(to, _, _)| *to == address) {
+                let (got, _) = receiver.recv_from(&mut buffer).unwrap();
+                assert_eq!(got, len, "datagram {fill} to {address}");
+                assert!(buffer[..got].iter().all(|&byte| byte == fill));
+            }
+        }
     }
 }

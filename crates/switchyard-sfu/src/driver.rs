@@ -50,14 +50,13 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
     let mut transmits = Vec::with_capacity(BATCH);
     let mut received_at = Vec::with_capacity(DELAY_SAMPLES);
     loop {
-        // Send everything the last step produced before waiting again.
-        while let Some(transmit) = sfu.poll_transmit() {
-            transmits.push(transmit);
-            if transmits.len() == BATCH {
-                socket.send_all(&mut transmits).await;
-            }
+        // Send everything the last step produced before waiting again, in one go so that runs
+        // of datagrams to one destination stay whole.
+        transmits.extend(std::iter::from_fn(|| sfu.poll_transmit()));
+        if !transmits.is_empty() {
+            let sent = socket.send_all(&mut transmits).await;
+            sfu.counters.sent(sent.messages, sent.datagrams);
         }
-        socket.send_all(&mut transmits).await;
         record_delays(&sfu, &mut received_at);
 
         let deadline = sfu
@@ -83,17 +82,11 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
                         if handled_here {
                             note_receipt(&mut received_at, payload, timestamp);
                         }
-                        // A packet for a large room makes many copies. Sending them as soon
-                        // as a full batch is ready, rather than after the last datagram of the
-                        // read, lets the first packets of a burst leave early.
-                        while let Some(transmit) = sfu.poll_transmit() {
-                            transmits.push(transmit);
-                        }
-                        if transmits.len() >= BATCH {
-                            socket.send_all(&mut transmits).await;
-                            record_delays(&sfu, &mut received_at);
-                        }
                     }
+                    // Draining once for the whole read, rather than after each datagram, keeps
+                    // the copies of a burst for one subscriber together, and the send below
+                    // passes each such run to the kernel as one GSO buffer.
+                    sfu.drain_dirty(now);
                 }
             },
             Some((source, payload, timestamp)) = mailboxes.inbox.recv() => {
@@ -142,8 +135,9 @@ fn is_rtp(datagram: &[u8]) -> bool {
     }
 }
 
-/// Handles a datagram that this shard's socket read, or passes it to the shard that owns its
-/// peer. Datagrams of no known peer are dropped. Returns true when this shard handled it.
+/// Feeds a datagram that this shard's socket read to its connection, or passes it to the shard
+/// that owns its peer. Datagrams of no known peer are dropped. Returns true when this shard
+/// took it; its output waits for the caller's [`Sfu::drain_dirty`].
 fn dispatch(
     sfu: &mut Sfu,
     shards: &[InboxSender],
@@ -153,7 +147,7 @@ fn dispatch(
     received_at: Option<Duration>,
 ) -> bool {
     // The local lookup comes first, so a shard's own peers cost one routing lookup.
-    if sfu.handle_datagram(now, source, payload) {
+    if sfu.feed_datagram(now, source, payload) {
         return true;
     }
     match sfu.routes.owner(source, payload) {

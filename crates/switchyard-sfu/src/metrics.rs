@@ -222,6 +222,8 @@ pub struct SfuCounters {
     tracks: [AtomicI64; 2],
     received: PacketCounter,
     forwarded: PacketCounter,
+    sent_messages: AtomicU64,
+    sent_datagrams: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
     feedback_received: [AtomicU64; Feedback::ALL.len()],
     feedback_sent: [AtomicU64; Feedback::ALL.len()],
@@ -259,6 +261,11 @@ pub struct SfuSnapshot {
     pub forwarded_packets: u64,
     /// RTP payload bytes sent to subscribers.
     pub forwarded_bytes: u64,
+    /// Messages the media sockets handed to the kernel; with UDP GSO one carries several
+    /// datagrams.
+    pub sent_messages: u64,
+    /// Datagrams the media sockets sent, RTP, RTCP, STUN and DTLS alike.
+    pub sent_datagrams: u64,
     /// Packets not forwarded to one subscriber, by reason.
     pub dropped_packets: Vec<(&'static str, u64)>,
     /// RTCP feedback messages received, by type.
@@ -279,6 +286,8 @@ impl Default for SfuCounters {
             tracks: Default::default(),
             received: PacketCounter::default(),
             forwarded: PacketCounter::default(),
+            sent_messages: AtomicU64::new(0),
+            sent_datagrams: AtomicU64::new(0),
             dropped: Default::default(),
             feedback_received: Default::default(),
             feedback_sent: Default::default(),
@@ -308,6 +317,8 @@ impl SfuCounters {
             received_bytes: load(&self.received.bytes),
             forwarded_packets: load(&self.forwarded.packets),
             forwarded_bytes: load(&self.forwarded.bytes),
+            sent_messages: load(&self.sent_messages),
+            sent_datagrams: load(&self.sent_datagrams),
             dropped_packets: DropReason::ALL
                 .iter()
                 .zip(&self.dropped)
@@ -363,6 +374,11 @@ impl SfuCounters {
 
     pub(crate) fn rtp_forwarded(&self, payload_bytes: usize) {
         self.forwarded.add(payload_bytes);
+    }
+
+    pub(crate) fn sent(&self, messages: u64, datagrams: u64) {
+        self.sent_messages.fetch_add(messages, Ordering::Relaxed);
+        self.sent_datagrams.fetch_add(datagrams, Ordering::Relaxed);
     }
 
     pub(crate) fn rtp_dropped(&self, reason: DropReason) {

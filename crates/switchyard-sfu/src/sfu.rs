@@ -413,9 +413,20 @@ impl Sfu {
         }
     }
 
-    /// Routes one datagram from the media socket to its peer connection. Returns false, without
-    /// handling it, when the datagram belongs to none of this state machine's connections.
+    /// Routes one datagram from the media socket to its peer connection and drains the output.
+    /// Returns false, without handling it, when the datagram belongs to none of this state
+    /// machine's connections.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, payload: &[u8]) -> bool {
+        let handled = self.feed_datagram(now, source, payload);
+        self.drain_dirty(now);
+        handled
+    }
+
+    /// Routes one datagram to its peer connection like [`Sfu::handle_datagram`], but leaves the
+    /// output to a later [`Sfu::drain_dirty`]. Feeding every datagram of a read before draining
+    /// puts the copies of a burst for one subscriber next to each other in the transmit queue,
+    /// so that they can leave as one GSO send.
+    pub fn feed_datagram(&mut self, now: Instant, source: SocketAddr, payload: &[u8]) -> bool {
         let Some(peer_key) = self.route(source, payload) else {
             return false;
         };
@@ -438,7 +449,6 @@ impl Sfu {
             BytesMut::from(payload),
         );
         self.dirty.push(peer_key);
-        self.drain_dirty(now);
         true
     }
 

@@ -139,6 +139,16 @@ fn render_sfu(out: &mut Exposition, counters: &SfuCounters) {
             "RTP payload bytes forwarded to subscribers.",
             sfu.forwarded_bytes,
         ),
+        (
+            "switchyard_sfu_sent_messages_total",
+            "Messages the media sockets handed to the kernel; with UDP GSO one carries several datagrams.",
+            sfu.sent_messages,
+        ),
+        (
+            "switchyard_sfu_sent_datagrams_total",
+            "Datagrams the media sockets sent: RTP, RTCP, STUN and DTLS.",
+            sfu.sent_datagrams,
+        ),
     ];
     for (name, help, value) in rtp {
         out.counter(name, help, &[(String::new(), value)]);
