@@ -135,9 +135,10 @@ impl BatchSocket {
                         break;
                     }
                 }
-                // Some network drivers cannot segment UDP and fail the send with EIO or EINVAL.
-                // The rest goes out one datagram per message from then on.
-                // NOTE: loopback always segments, so no test takes this path.
+                // Linux rejects a send with UDP_SEGMENT with EIO or EINVAL where it cannot
+                // segment, for example on kernels from before mid-2024 when the device has no
+                // checksum offload. The rest goes out one datagram per message from then on.
+                // The test `send_all_gso_rejected` takes this path.
                 Err(error) if segment.is_some() && is_gso_error(&error) => {
                     info!(%error, "UDP segmentation offload failed; sending single datagrams");
                     self.gso_failed.store(true, Ordering::Relaxed);
@@ -401,21 +402,9 @@ mod tests {
         assert_eq!(next_call(&messages), (BATCH, None));
     }
 
-    /// Sends runs, single datagrams and a run longer than one call through a real socket on
-    /// loopback, and checks that every datagram arrives on its own, whole and in order.
-    #[tokio::test]
-    async fn send_all_splits_gso_runs() {
-        let sender = BatchSocket::new(UdpSocket::bind("127.0.0.1:0").await.unwrap()).unwrap();
-        let first = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let second = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        for receiver in [&first, &second] {
-            receiver
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-        }
-        let first_addr = first.local_addr().unwrap().to_string();
-        let second_addr = second.local_addr().unwrap().to_string();
-
+    /// Returns transmits to `first` and `second`, with the `(destination, length, fill)` of
+    /// each: runs, single datagrams and a run longer than one message.
+    fn burst(first: &str, second: &str) -> (Vec<Transmit>, Vec<(SocketAddr, usize, u8)>) {
         let mut expected: Vec<(SocketAddr, usize, u8)> = Vec::new();
         let mut transmits = Vec::new();
         let mut add = |to: &str, len: usize, fill: u8| {
@@ -423,15 +412,61 @@ mod tests {
             expected.push((to.parse().unwrap(), len, fill));
         };
         for fill in 0..3 {
-            add(&first_addr, 1100, fill);
+            add(first, 1100, fill);
         }
-        add(&first_addr, 400, 3);
-        add(&second_addr, 1100, 4);
-        add(&second_addr, 60, 5);
+        add(first, 400, 3);
+        add(second, 1100, 4);
+        add(second, 60, 5);
         for fill in 6..80 {
-            add(&second_addr, 500, fill);
+            add(second, 500, fill);
         }
-        add(&first_addr, 1100, 80);
+        add(first, 1100, 80);
+        (transmits, expected)
+    }
+
+    /// Checks that each receiver got its datagrams of `expected` one by one, whole and in order.
+    fn assert_arrived(receivers: &[&std::net::UdpSocket], expected: &[(SocketAddr, usize, u8)]) {
+        let mut buffer = vec![0u8; 65_536];
+        for receiver in receivers {
+            receiver
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let address = receiver.local_addr().unwrap();
+            for &(_, len, fill) in expected.iter().filter(|(to, _, _)| *to == address) {
+                let (got, _) = receiver.recv_from(&mut buffer).unwrap();
+                assert_eq!(got, len, "datagram {fill} to {address}");
+                assert!(buffer[..got].iter().all(|&byte| byte == fill));
+            }
+        }
+    }
+
+    /// Sends runs, single datagrams and a run longer than one call through a real socket on
+    /// loopback, and checks that every datagram arrives on its own, whole and in order.
+    #[tokio::test]
+    async fn send_all_splits_gso_runs() {
+        send_burst_on_loopback("127.0.0.1").await;
+    }
+
+    /// Does the same over IPv6, where the host has an IPv6 loopback address.
+    #[tokio::test]
+    async fn send_all_splits_gso_runs_ipv6() {
+        if let Err(error) = std::net::UdpSocket::bind("[::1]:0") {
+            eprintln!("skipped: binding to [::1] failed: {error}");
+            return;
+        }
+        send_burst_on_loopback("[::1]").await;
+    }
+
+    /// Sends [`burst`] from and to sockets on `host` and checks the counts and the receipt.
+    async fn send_burst_on_loopback(host: &str) {
+        let address = format!("{host}:0");
+        let sender = BatchSocket::new(UdpSocket::bind(&address).await.unwrap()).unwrap();
+        let first = std::net::UdpSocket::bind(&address).unwrap();
+        let second = std::net::UdpSocket::bind(&address).unwrap();
+        let (mut transmits, expected) = burst(
+            &first.local_addr().unwrap().to_string(),
+            &second.local_addr().unwrap().to_string(),
+        );
         let sent = sender.send_all(&mut transmits).await;
         assert!(transmits.is_empty());
         assert_eq!(sent.datagrams, expected.len() as u64);
@@ -442,15 +477,72 @@ mod tests {
         } else {
             assert_eq!(sent.messages, sent.datagrams);
         }
+        assert_arrived(&[&first, &second], &expected);
+    }
 
-        let mut buffer = vec![0u8; 65_536];
-        for receiver in [&first, &second] {
-            let address = receiver.local_addr().unwrap();
-            for &(_, len, fill) in expected.iter().filter(|(to, _, _)| *to == address) {
-                let (got, _) = receiver.recv_from(&mut buffer).unwrap();
-                assert_eq!(got, len, "datagram {fill} to {address}");
-                assert!(buffer[..got].iter().all(|&byte| byte == fill));
+    /// Opens a UDP-Lite socket bound to `address`. Linux rejects UDP GSO on UDP-Lite with EIO.
+    fn udp_lite(address: &str) -> io::Result<std::net::UdpSocket> {
+        let address: SocketAddr = address.parse().unwrap();
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(address),
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDPLITE),
+        )?;
+        socket.bind(&address.into())?;
+        socket.set_nonblocking(true)?;
+        Ok(socket.into())
+    }
+
+    /// Takes the fallback through the real kernel: the first send with UDP_SEGMENT fails, GSO
+    /// stays off for the socket, and every datagram still arrives once, whole and in order.
+    #[tokio::test]
+    async fn send_all_gso_rejected() {
+        for host in ["127.0.0.1", "[::1]"] {
+            let address = format!("{host}:0");
+            let (sender, first, second) =
+                match (udp_lite(&address), udp_lite(&address), udp_lite(&address)) {
+                    (Ok(sender), Ok(first), Ok(second)) => (sender, first, second),
+                    (Err(error), ..) | (_, Err(error), _) | (.., Err(error)) => {
+                        eprintln!("skipped for {host}: creating a UDP-Lite socket failed: {error}");
+                        continue;
+                    }
+                };
+            let sender = BatchSocket::new(UdpSocket::from_std(sender).unwrap()).unwrap();
+            if sender.max_segments() == 1 {
+                eprintln!("skipped for {host}: the kernel offers no UDP GSO");
+                continue;
             }
+            first.set_nonblocking(false).unwrap();
+            second.set_nonblocking(false).unwrap();
+            let (mut transmits, expected) = burst(
+                &first.local_addr().unwrap().to_string(),
+                &second.local_addr().unwrap().to_string(),
+            );
+            let sent = sender.send_all(&mut transmits).await;
+            assert!(transmits.is_empty());
+            if sender.max_segments() > 1 {
+                // A later kernel may segment UDP-Lite. Then the fallback did not run, and the
+                // runs must have arrived whole all the same.
+                eprintln!("fallback not taken for {host}: the kernel sent GSO over UDP-Lite");
+                assert_eq!(
+                    sent.messages, 5,
+                    "GSO stayed on, so each run is one message"
+                );
+            } else {
+                // The first call carried a run and failed, so every datagram went out alone.
+                assert_eq!(sent.messages, expected.len() as u64);
+            }
+            assert_eq!(sent.datagrams, expected.len() as u64);
+            assert_arrived(&[&first, &second], &expected);
+
+            // Later sends start without GSO and still deliver everything.
+            let (mut transmits, expected) = burst(
+                &first.local_addr().unwrap().to_string(),
+                &second.local_addr().unwrap().to_string(),
+            );
+            let sent = sender.send_all(&mut transmits).await;
+            assert_eq!(sent.datagrams, expected.len() as u64);
+            assert_arrived(&[&first, &second], &expected);
         }
     }
 }

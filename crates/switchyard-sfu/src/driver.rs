@@ -75,18 +75,13 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
                 if readable.is_ok() && socket.receive() {
                     // One clock reading serves the whole batch: it was read in one system call.
                     let now = Instant::now();
-                    for (source, payload, timestamp) in socket.datagrams() {
-                        let handled_here =
-                            dispatch(&mut sfu, &mailboxes.shards, now, source, payload, timestamp);
-                        // A datagram passed to another shard is timed by that shard.
-                        if handled_here {
-                            note_receipt(&mut received_at, payload, timestamp);
-                        }
-                    }
-                    // Draining once for the whole read, rather than after each datagram, keeps
-                    // the copies of a burst for one subscriber together, and the send below
-                    // passes each such run to the kernel as one GSO buffer.
-                    sfu.drain_dirty(now);
+                    handle_read(
+                        &mut sfu,
+                        &mailboxes.shards,
+                        now,
+                        socket.datagrams(),
+                        &mut received_at,
+                    );
                 }
             },
             Some((source, payload, timestamp)) = mailboxes.inbox.recv() => {
@@ -100,6 +95,41 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
         }
     }
     info!(shard = sfu.shard, "SFU shard stopped");
+}
+
+/// Feeds the datagrams of one socket read to the shard, or to the shards that own their peers.
+///
+/// RTP and RTCP wait for one drain at the end of the read. That keeps the copies of a burst for
+/// one subscriber together, and the send after it passes each such run to the kernel as one GSO
+/// buffer. A STUN or DTLS datagram is drained at once. It can change a connection's
+/// state, and `rtc` hands such a change on inside the connection only when its events are
+/// polled: the DTLS handshake's end gives the SRTP layer its keys that way. Without the drain,
+/// the SRTP packets that a browser sends right behind its last handshake flight, in the same
+/// read, would find no keys and be dropped.
+fn handle_read<'a>(
+    sfu: &mut Sfu,
+    shards: &[InboxSender],
+    now: Instant,
+    datagrams: impl IntoIterator<Item = (SocketAddr, &'a [u8], Option<Duration>)>,
+    received_at: &mut Vec<Duration>,
+) {
+    for (source, payload, timestamp) in datagrams {
+        // A datagram passed to another shard is timed, and drained, by that shard.
+        if dispatch(sfu, shards, now, source, payload, timestamp) {
+            note_receipt(received_at, payload, timestamp);
+            if !is_rtp_or_rtcp(payload) {
+                sfu.drain_dirty(now);
+            }
+        }
+    }
+    sfu.drain_dirty(now);
+}
+
+/// True for RTP and RTCP: first byte 128 to 191 (RFC 7983). STUN and DTLS start lower.
+fn is_rtp_or_rtcp(datagram: &[u8]) -> bool {
+    datagram
+        .first()
+        .is_some_and(|first| (128..=191).contains(first))
 }
 
 /// Keeps the receive time of an RTP datagram this shard handled, for [`record_delays`].
@@ -164,4 +194,231 @@ fn dispatch(
         _ => trace!(%source, len = payload.len(), "datagram for no known peer dropped"),
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    use bytes::{Bytes, BytesMut};
+    use rtc::media_stream::MediaStreamTrack;
+    use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_VP8};
+    use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+    use rtc::peer_connection::event::RTCPeerConnectionEvent;
+    use rtc::peer_connection::state::RTCPeerConnectionState;
+    use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+    use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+    use rtc::rtp_transceiver::rtp_sender::{
+        RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+        RtpCodecKind,
+    };
+    use rtc::sansio::Protocol;
+    use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+    use switchyard_proto::ServerMessage;
+    use tokio::sync::mpsc;
+
+    use super::handle_read;
+    use crate::handle::Command;
+    use crate::sfu::Sfu;
+    use crate::SfuConfig;
+
+    const SSRC: u32 = 0x5157_0001;
+
+    fn vp8() -> RTCRtpCodec {
+        RTCRtpCodec {
+            mime_type: MIME_TYPE_VP8.to_owned(),
+            clock_rate: 90_000,
+            channels: 0,
+            sdp_fmtp_line: String::new(),
+            rtcp_feedback: vec![],
+        }
+    }
+
+    /// Builds a publishing client at `address` that offers one VP8 track.
+    fn publisher(now: Instant, address: SocketAddr) -> RTCPeerConnection {
+        let mut media_engine = MediaEngine::default();
+        media_engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: vp8(),
+                    payload_type: 96,
+                },
+                RtpCodecKind::Video,
+            )
+            .unwrap();
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(media_engine)
+            .build(now)
+            .unwrap();
+        pc.add_track(MediaStreamTrack::new(
+            "client".to_owned(),
+            "video".to_owned(),
+            "video".to_owned(),
+            RtpCodecKind::Video,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(SSRC),
+                    ..Default::default()
+                },
+                codec: vp8(),
+                ..Default::default()
+            }],
+        ))
+        .unwrap();
+        let candidate = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: address.ip().to_string(),
+                port: address.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()
+        .unwrap();
+        pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json().unwrap())
+            .unwrap();
+        pc
+    }
+
+    /// The SFU's SDP answer carries `a=setup:active`, so the browser is the DTLS server. Its
+    /// last handshake flight completes the SFU's handshake, and it sends SRTP right behind that
+    /// flight. When both arrive in one read, the SFU must still accept the SRTP.
+    #[test]
+    fn handle_read_srtp_after_last_flight() {
+        let sfu_address: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let client_address: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+        let mut now = Instant::now();
+        let mut sfu = Sfu::new(SfuConfig::default(), sfu_address, sfu_address).unwrap();
+        let mut client = publisher(now, client_address);
+
+        let (events, mut replies) = mpsc::unbounded_channel();
+        sfu.handle_command(
+            now,
+            Command::Join {
+                room: "room".into(),
+                participant_id: "client".into(),
+                subscribe: false,
+                events,
+            },
+        );
+        let offer = client.create_offer(None).unwrap();
+        client.set_local_description(now, offer.clone()).unwrap();
+        sfu.handle_command(
+            now,
+            Command::PublishOffer {
+                participant_id: "client".into(),
+                request_id: None,
+                sdp: offer.sdp,
+            },
+        );
+        let mut answer = None;
+        while let Ok(frame) = replies.try_recv() {
+            if let ServerMessage::Answer { sdp } = &frame.message {
+                answer = Some(sdp.clone());
+            }
+        }
+        let answer = answer.expect("the SFU answers the offer");
+        assert!(answer.contains("a=setup:active"), "{answer}");
+        let description = rtc::peer_connection::sdp::RTCSessionDescription::answer(answer).unwrap();
+        client.set_remote_description(now, description).unwrap();
+        client
+            .add_remote_candidate(sfu.host_candidate.clone())
+            .unwrap();
+        let sender = client
+            .get_senders()
+            .next()
+            .expect("the client has a sender");
+
+        let shards: Vec<super::InboxSender> = Vec::new();
+        let mut received_at = Vec::new();
+        let mut media_sent = false;
+        for _ in 0..10_000 {
+            // Everything the client wrote since the last turn.
+            let mut batch: Vec<BytesMut> = std::iter::from_fn(|| client.poll_write())
+                .map(|transmit| transmit.message)
+                .collect();
+            let mut connected = false;
+            while let Some(event) = client.poll_event() {
+                if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = event {
+                    assert_ne!(state, RTCPeerConnectionState::Failed);
+                    connected |= state == RTCPeerConnectionState::Connected;
+                }
+            }
+            if connected {
+                // The client's handshake ended in this turn, so `batch` contains its last flight.
+                // Its first media packet follows in the same read.
+                let packet = rtc::rtp::Packet {
+                    header: rtc::rtp::header::Header {
+                        version: 2,
+                        payload_type: 96,
+                        sequence_number: 1,
+                        timestamp: 3000,
+                        ssrc: SSRC,
+                        ..Default::default()
+                    },
+                    payload: Bytes::from_static(&[0x10, 0, 0, 0x9d, 1, 0x2a]),
+                };
+                let mut rtp_sender = client.rtp_sender(sender).unwrap();
+                rtp_sender.write_rtp(now, packet).unwrap();
+                let flight = batch.len();
+                batch.extend(std::iter::from_fn(|| client.poll_write()).map(|t| t.message));
+                assert!(
+                    flight > 0 && batch.len() > flight,
+                    "{flight} of {}",
+                    batch.len()
+                );
+                media_sent = true;
+            }
+            handle_read(
+                &mut sfu,
+                &shards,
+                now,
+                batch
+                    .iter()
+                    .map(|datagram| (client_address, &datagram[..], None)),
+                &mut received_at,
+            );
+            if media_sent {
+                break;
+            }
+            let mut idle = true;
+            while let Some(transmit) = sfu.poll_transmit() {
+                idle = false;
+                assert_eq!(transmit.destination, client_address);
+                client
+                    .handle_read(TaggedBytesMut {
+                        now,
+                        transport: TransportContext {
+                            local_addr: client_address,
+                            peer_addr: sfu_address,
+                            ecn: None,
+                            transport_protocol: TransportProtocol::UDP,
+                        },
+                        message: transmit.payload,
+                    })
+                    .unwrap();
+            }
+            if idle && batch.is_empty() {
+                // Nothing in flight: move the clock to the next timer.
+                let next = [client.poll_timeout(), sfu.poll_timeout()]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .unwrap_or(now + Duration::from_millis(10));
+                now = next.max(now + Duration::from_millis(1));
+                client.handle_timeout(now).unwrap();
+                sfu.handle_timeout(now);
+            }
+        }
+        assert!(media_sent, "the client never connected");
+        assert_eq!(
+            sfu.counters.snapshot().received_packets,
+            1,
+            "the SFU dropped the RTP packet behind the handshake's last flight"
+        );
+    }
 }
