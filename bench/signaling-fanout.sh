@@ -4,8 +4,9 @@
 # prints for each the deliveries per second, the p99 delivery latency, the servers' CPU time
 # and the deliveries per CPU second, then the ratio ours/reference.
 #
-# Method: for each room size and server, start a fresh server, join that many clients to one
-# room with switchyard-wsbench, wait until no frame has arrived for 1 s, then let one client
+# Method: for each room size, run BENCH_ROUNDS rounds, each of them Switchyard first and then
+# the reference. For each run start a fresh server, join that many clients to one room with
+# switchyard-wsbench, wait until no frame has arrived for 1 s, then let one client
 # send chat messages and every client receive them. Without BENCH_RATE the sender keeps
 # BENCH_WINDOW messages in flight, so the run measures the servers at saturation. A delivery
 # is one chat message arriving at one client, the sender included. CPU time is utime + stime
@@ -22,7 +23,9 @@
 # Settings (environment): BENCH_CLIENTS, the room sizes (default "1000 10000");
 # BENCH_DELIVERIES per run (default 2000000, so 2,000 messages to 1,000 clients);
 # BENCH_WINDOW messages in flight (default 16); BENCH_RATE messages per second instead of the
-# window (default 0, unset); BENCH_TEXT_BYTES per chat text (default 100).
+# window (default 0, unset); BENCH_TEXT_BYTES per chat text (default 100); BENCH_ROUNDS of
+# both servers per room size (default 3). The last line per room size is the median of the
+# rounds' ratios, which moves less with the machine's load than the ratio of one pair of runs.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -35,6 +38,7 @@ DELIVERIES=${BENCH_DELIVERIES:-2000000}
 WINDOW=${BENCH_WINDOW:-16}
 RATE=${BENCH_RATE:-0}
 TEXT_BYTES=${BENCH_TEXT_BYTES:-100}
+ROUNDS=${BENCH_ROUNDS:-3}
 
 WORK=bench/artifacts
 mkdir -p "$WORK"
@@ -74,43 +78,56 @@ run_fanout() {
 }
 
 for clients in $CLIENT_COUNTS; do
-  key="switchyard-$clients"
-  # A room of 10,000 gets 10,000 participant_joined messages per client while it fills up,
-  # more than the default outbound queue of 256 if a client falls behind.
-  start_switchyard "$WORK/$key.log" --outbound-queue 100000
-  run_fanout "$key" "$clients" "$SWITCHYARD_PORT" "switchyard=$SWITCHYARD_PID"
-  stop_all
+  for ((round = 1; round <= ROUNDS; round++)); do
+    key="switchyard-$clients-$round"
+    # A room of 10,000 gets 10,000 participant_joined messages per client while it fills up,
+    # more than the default outbound queue of 256 if a client falls behind.
+    start_switchyard "$WORK/$key.log" --outbound-queue 100000
+    run_fanout "$key" "$clients" "$SWITCHYARD_PORT" "switchyard=$SWITCHYARD_PID"
+    stop_all
 
-  key="reference-$clients"
-  start_reference "$WORK/$key"
-  run_fanout "$key" "$clients" "$REFERENCE_PORT" "node=$NODE_PID" "redis=$REDIS_PID"
-  stop_all
+    key="reference-$clients-$round"
+    start_reference "$WORK/$key"
+    run_fanout "$key" "$clients" "$REFERENCE_PORT" "node=$NODE_PID" "redis=$REDIS_PID"
+    stop_all
+  done
 done
 
 echo
-printf '%-8s %-11s %14s %8s %22s %18s\n' clients server deliveries/s "p99 ms" "CPU s" "deliveries/CPU s"
+printf '%-8s %-6s %-11s %14s %8s %22s %18s\n' clients round server deliveries/s "p99 ms" "CPU s" \
+  "deliveries/CPU s"
 for clients in $CLIENT_COUNTS; do
-  for server in switchyard reference; do
-    line=${RESULT[$server-$clients]}
-    if [ -z "$line" ]; then
-      printf '%-8s %-11s %14s\n' "$clients" "$server" failed
-      continue
-    fi
-    cpu=$(field "$line" cpu_total)
-    if [ "$server" = reference ]; then
-      cpu="$cpu ($(field "$line" cpu_node) node + $(field "$line" cpu_redis) redis)"
-    fi
-    printf '%-8s %-11s %14s %8s %22s %18s\n' "$clients" "$server" \
-      "$(field "$line" deliveries_per_second)" "$(field "$line" p99_ms)" "$cpu" \
-      "$(field "$line" deliveries_per_cpu_second)"
+  ratios=()
+  for ((round = 1; round <= ROUNDS; round++)); do
+    for server in switchyard reference; do
+      line=${RESULT[$server-$clients-$round]}
+      if [ -z "$line" ]; then
+        printf '%-8s %-6s %-11s %14s\n' "$clients" "$round" "$server" failed
+        continue
+      fi
+      cpu=$(field "$line" cpu_total)
+      if [ "$server" = reference ]; then
+        cpu="$cpu ($(field "$line" cpu_node) node + $(field "$line" cpu_redis) redis)"
+      fi
+      printf '%-8s %-6s %-11s %14s %8s %22s %18s\n' "$clients" "$round" "$server" \
+        "$(field "$line" deliveries_per_second)" "$(field "$line" p99_ms)" "$cpu" \
+        "$(field "$line" deliveries_per_cpu_second)"
+    done
+    ours=${RESULT[switchyard-$clients-$round]}
+    theirs=${RESULT[reference-$clients-$round]}
+    per_cpu=$(ratio "$(field "$ours" deliveries_per_cpu_second)" \
+      "$(field "$theirs" deliveries_per_cpu_second)")
+    echo "ratio ours/reference at $clients clients, round $round: deliveries per CPU second" \
+      "$per_cpu, deliveries per second" \
+      "$(ratio "$(field "$ours" deliveries_per_second)" "$(field "$theirs" deliveries_per_second)")"
+    [ "$per_cpu" = - ] || ratios+=("$per_cpu")
   done
-  ours=${RESULT[switchyard-$clients]}
-  theirs=${RESULT[reference-$clients]}
-  echo "ratio ours/reference at $clients clients: deliveries per CPU second" \
-    "$(ratio "$(field "$ours" deliveries_per_cpu_second)" "$(field "$theirs" deliveries_per_cpu_second)")," \
-    "deliveries per second" \
-    "$(ratio "$(field "$ours" deliveries_per_second)" "$(field "$theirs" deliveries_per_second)")"
+  if [ "${#ratios[@]}" -gt 0 ]; then
+    echo "median ratio at $clients clients over ${#ratios[@]} round(s): deliveries per CPU second" \
+      "$(median "${ratios[@]}") (each round: ${ratios[*]})"
+  fi
 done
+echo
 
 for line in "${RESULT[@]}"; do
   if [ -z "$line" ]; then

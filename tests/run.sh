@@ -126,7 +126,7 @@ check_deploy_files() {
 # printed, never checked: this machine is shared and its speed varies. Each script makes its
 # own loopback-only namespace.
 bench_smoke() {
-  BENCH_CLIENTS=20 BENCH_DELIVERIES=2000 bench/signaling-fanout.sh
+  BENCH_CLIENTS=20 BENCH_DELIVERIES=2000 BENCH_ROUNDS=1 bench/signaling-fanout.sh
   BENCH_CONNECTIONS=200 bench/ws-memory.sh
 }
 

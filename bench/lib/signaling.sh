@@ -157,6 +157,12 @@ ratio() {
     'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.*f\n", d, a / b }'
 }
 
+# Prints the median of its arguments, which are numbers.
+median() {
+  printf '%s\n' "$@" | sort -g | awk '{ value[NR] = $1 }
+    END { if (NR % 2) print value[(NR + 1) / 2]; else printf "%.2f\n", (value[NR / 2] + value[NR / 2 + 1]) / 2 }'
+}
+
 # Prints the number of source addresses for COUNT connections, at most 30,000 per address.
 sources_for() {
   echo $(($1 / 30000 + 1))
