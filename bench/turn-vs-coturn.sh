@@ -18,7 +18,9 @@
 # Usage: bench/turn-vs-coturn.sh
 # Settings (environment): BENCH_CLIENTS (default 20), BENCH_MESSAGES per client (default
 # 4000), BENCH_BYTES per message (default 1200), BENCH_INTERVAL_MS between one client's
-# messages (default 1), BENCH_TRANSPORTS to run (default "udp tcp").
+# messages (default 1), BENCH_TRANSPORTS to run (default "udp tcp"), BENCH_THREADS to run
+# both servers on that many threads (coturn's --relay-threads, our --worker-threads; default
+# unset: each server's own default).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -34,6 +36,7 @@ MESSAGES=${BENCH_MESSAGES:-4000}
 BYTES=${BENCH_BYTES:-1200}
 INTERVAL_MS=${BENCH_INTERVAL_MS:-1}
 TRANSPORTS=${BENCH_TRANSPORTS:-udp tcp}
+RELAY_THREADS=${BENCH_THREADS:-}
 # Upper bound on one uclient run.
 UCLIENT_TIMEOUT=300
 
@@ -97,6 +100,7 @@ ratio() {
 echo "machine: $(nproc) cores, $(grep -m 1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), Linux $(uname -r)"
 echo "coturn $(coturn_version), $("$SWITCHYARD" --version)"
 echo "load: turnutils_uclient -m $CLIENTS -n $MESSAGES -l $BYTES -z $INTERVAL_MS, echoed by turnutils_peer"
+echo "threads: ${RELAY_THREADS:-the default of each server}"
 echo
 
 start_peer "$PEER_PORT" "$WORK"

@@ -68,7 +68,8 @@ wait_for_stun() {
 
 # Starts our relay alone (`switchyard turn`) on 127.0.0.1:PORT over UDP and TCP, with relay
 # ports MIN_PORT-MAX_PORT, loopback peers allowed and no allocation quota per user, which is
-# coturn's default. Sets OUR_PID. Usage: start_our_relay PORT MIN_PORT MAX_PORT WORK_DIR
+# coturn's default. With RELAY_THREADS set, it runs that many worker threads. Sets OUR_PID.
+# Usage: start_our_relay PORT MIN_PORT MAX_PORT WORK_DIR
 start_our_relay() {
   local port=$1 min_port=$2 max_port=$3 work=$4 binary
   binary=$(switchyard_binary)
@@ -84,7 +85,7 @@ users = [{ name = "$TURN_USER", password = "$TURN_PASSWORD" }]
 user-quota = 0
 CONFIG
   RUST_LOG=${RUST_LOG:-info} "$binary" turn --config "$work/switchyard-turn.toml" \
-    >"$work/switchyard-turn.log" 2>&1 &
+    ${RELAY_THREADS:+--worker-threads "$RELAY_THREADS"} >"$work/switchyard-turn.log" 2>&1 &
   OUR_PID=$!
   STARTED_PIDS+=("$OUR_PID")
   wait_for_stun "$port" || { tail -n 20 "$work/switchyard-turn.log" >&2; return 1; }
@@ -92,7 +93,8 @@ CONFIG
 
 # Starts coturn's turnserver with the settings of start_our_relay: one listener on
 # 127.0.0.1:PORT for UDP and TCP, no TLS, DTLS, CLI or RFC 5780, long-term credentials for the
-# same user, and loopback peers allowed. Sets COTURN_PID.
+# same user, and loopback peers allowed. With RELAY_THREADS set, it runs that many relay
+# threads. Sets COTURN_PID.
 # Usage: start_coturn PORT MIN_PORT MAX_PORT WORK_DIR
 start_coturn() {
   local port=$1 min_port=$2 max_port=$3 work=$4
@@ -100,6 +102,7 @@ start_coturn() {
     --min-port="$min_port" --max-port="$max_port" --realm="$TURN_REALM" --lt-cred-mech \
     --user="$TURN_USER:$TURN_PASSWORD" --allow-loopback-peers --no-cli --no-tls --no-dtls \
     --no-rfc5780 --no-software-attribute --log-file=stdout --simple-log \
+    ${RELAY_THREADS:+--relay-threads="$RELAY_THREADS"} \
     --pidfile="$work/coturn.pid" >"$work/coturn.log" 2>&1 &
   COTURN_PID=$!
   STARTED_PIDS+=("$COTURN_PID")

@@ -22,7 +22,30 @@ pub struct Cli {
     /// Logging and tracing options, accepted by every subcommand.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    /// Options of the async runtime, accepted by every subcommand.
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
+
+/// Options of the async runtime. The runtime starts before any config file is read, so they
+/// are flags and environment variables only.
+#[derive(Args, Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeArgs {
+    /// Threads that run the server's tasks. One per CPU lets a busy server use every core.
+    /// Fewer threads hand fewer tasks from one core to another, so a lightly loaded TURN relay
+    /// uses less CPU per message with 1 [default: one per CPU]
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHYARD_WORKER_THREADS",
+        value_name = "COUNT",
+        value_parser = clap::value_parser!(u16).range(1..=MAX_WORKER_THREADS)
+    )]
+    pub worker_threads: Option<u16>,
+}
+
+/// Largest `--worker-threads`.
+pub const MAX_WORKER_THREADS: i64 = 1024;
 
 /// Options that set up logging and tracing. They apply before any config file is read, so
 /// they are flags and environment variables only.

@@ -7,9 +7,21 @@ use switchyard::cli::{Cli, Command, ServeArgs, TokenArgs, TurnArgs};
 use switchyard::{run, telemetry, turn_config, turn_metrics, CancellationToken, ServerConfig};
 use tracing::{error, info, warn};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(threads) = cli.runtime.worker_threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    let runtime = runtime
+        .build()
+        .context("could not start the async runtime")?;
+    runtime.block_on(run_command(cli))
+}
+
+/// Sets up logging and runs the chosen subcommand on the runtime.
+async fn run_command(cli: Cli) -> anyhow::Result<()> {
     let telemetry = telemetry::init(&cli.telemetry)?;
 
     let result = match cli.into_command() {

@@ -65,6 +65,11 @@ impl Relay {
     /// Starts the relay with `extra_config` appended to a config with loopback listeners on
     /// ports chosen by the system, a secret and a static user.
     fn start_with(label: &str, extra_config: &str) -> Relay {
+        Relay::start_with_args(label, extra_config, &[])
+    }
+
+    /// Starts the relay like [`Relay::start_with`], with `args` added to its command line.
+    fn start_with_args(label: &str, extra_config: &str, args: &[&str]) -> Relay {
         let config = format!(
             r#"
             listen-udp = ["127.0.0.1:0"]
@@ -76,6 +81,7 @@ impl Relay {
         );
         let path = temp_config(label, &config);
         let mut child = relay_command(&path)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -258,6 +264,31 @@ fn relay_answers_stun_binding() {
     assert_eq!(stun_binding_type(listener), 0x0101);
     relay.signal("TERM");
     assert_eq!(relay.wait_for_exit(), Some(0));
+}
+
+#[test]
+fn relay_runs_on_one_worker_thread() {
+    let mut relay = Relay::start_with_args("one-thread", "", &["--worker-threads", "1"]);
+    let line = relay.find_line("TURN relay listening");
+    let listener = udp_listener(&line);
+
+    assert_eq!(stun_binding_type(listener), 0x0101);
+    relay.signal("TERM");
+    assert_eq!(relay.wait_for_exit(), Some(0));
+}
+
+#[test]
+fn zero_worker_threads_are_rejected() {
+    let output = relay_command(Path::new("/nonexistent/relay.toml"))
+        .args(["--worker-threads", "0"])
+        .output()
+        .expect("run switchyard turn");
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(
+        text.contains("invalid value '0' for '--worker-threads <COUNT>'"),
+        "{text}"
+    );
 }
 
 /// Sends `GET /metrics` over a plain TCP connection and returns the whole HTTP response.
