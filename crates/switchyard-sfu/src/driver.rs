@@ -23,6 +23,11 @@ pub(crate) const INBOX_CAPACITY: usize = 4096;
 /// more RTP datagrams than this, and the rest of them are not measured.
 const DELAY_SAMPLES: usize = 4 * BATCH;
 
+/// Datagrams of one read that are drained and sent together. Runs for GSO grow up to this
+/// length, and the first packet of a full read with GRO waits for the copies of this many
+/// packets instead of all of them.
+const DATAGRAMS_PER_DRAIN: usize = 8;
+
 /// A datagram that another shard's socket read for this shard's peers: its source, its bytes and
 /// the kernel's receive time.
 pub(crate) type Forwarded = (SocketAddr, Vec<u8>, Option<Duration>);
@@ -75,13 +80,24 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
                 if readable.is_ok() && socket.receive() {
                     // One clock reading serves the whole batch: it was read in one system call.
                     let now = Instant::now();
-                    handle_read(
-                        &mut sfu,
-                        &mailboxes.shards,
-                        now,
-                        socket.datagrams(),
-                        &mut received_at,
-                    );
+                    let mut datagrams = socket.datagrams().peekable();
+                    while datagrams.peek().is_some() {
+                        handle_read(
+                            &mut sfu,
+                            &mailboxes.shards,
+                            now,
+                            datagrams.by_ref().take(DATAGRAMS_PER_DRAIN),
+                            &mut received_at,
+                        );
+                        // The copies of a large room leave before the next part of the read
+                        // is handled, so its first packets do not wait for all of it.
+                        transmits.extend(std::iter::from_fn(|| sfu.poll_transmit()));
+                        if !transmits.is_empty() {
+                            let sent = socket.send_all(&mut transmits).await;
+                            sfu.counters.sent(sent.messages, sent.datagrams);
+                            record_delays(&sfu, &mut received_at);
+                        }
+                    }
                 }
             },
             Some((source, payload, timestamp)) = mailboxes.inbox.recv() => {
@@ -97,10 +113,11 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
     info!(shard = sfu.shard, "SFU shard stopped");
 }
 
-/// Feeds the datagrams of one socket read to the shard, or to the shards that own their peers.
+/// Feeds datagrams of one socket read, at most [`DATAGRAMS_PER_DRAIN`], to the shard or to the
+/// shards that own their peers.
 ///
-/// RTP and RTCP wait for one drain at the end of the read. That keeps the copies of a burst for
-/// one subscriber together, and the send after it passes each such run to the kernel as one GSO
+/// RTP and RTCP wait for one drain at the end. That keeps the copies of a burst for one
+/// subscriber together, and the send after it passes each such run to the kernel as one GSO
 /// buffer. A STUN or DTLS datagram is drained at once. It can change a connection's
 /// state, and `rtc` hands such a change on inside the connection only when its events are
 /// polled: the DTLS handshake's end gives the SRTP layer its keys that way. Without the drain,
