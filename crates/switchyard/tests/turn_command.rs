@@ -254,27 +254,22 @@ fn log_leaves_out_secrets() {
     assert!(!log.contains(PASSWORD), "the password is in the log: {log}");
 }
 
+/// The relay answers on the default runtime and on one worker thread.
 #[test]
 fn relay_answers_stun_binding() {
-    let mut relay = Relay::start("stun");
-    let line = relay.find_line("TURN relay listening");
-    let listener = udp_listener(&line);
+    for (label, args) in [
+        ("stun", &[][..]),
+        ("stun-one-thread", &["--worker-threads", "1"]),
+    ] {
+        let mut relay = Relay::start_with_args(label, "", args);
+        let line = relay.find_line("TURN relay listening");
+        let listener = udp_listener(&line);
 
-    // 0x0101 is a Binding success response.
-    assert_eq!(stun_binding_type(listener), 0x0101);
-    relay.signal("TERM");
-    assert_eq!(relay.wait_for_exit(), Some(0));
-}
-
-#[test]
-fn relay_runs_on_one_worker_thread() {
-    let mut relay = Relay::start_with_args("one-thread", "", &["--worker-threads", "1"]);
-    let line = relay.find_line("TURN relay listening");
-    let listener = udp_listener(&line);
-
-    assert_eq!(stun_binding_type(listener), 0x0101);
-    relay.signal("TERM");
-    assert_eq!(relay.wait_for_exit(), Some(0));
+        // 0x0101 is a Binding success response.
+        assert_eq!(stun_binding_type(listener), 0x0101, "{args:?}");
+        relay.signal("TERM");
+        assert_eq!(relay.wait_for_exit(), Some(0), "{args:?}");
+    }
 }
 
 #[test]
