@@ -39,6 +39,10 @@ WINDOW=${BENCH_WINDOW:-16}
 RATE=${BENCH_RATE:-0}
 TEXT_BYTES=${BENCH_TEXT_BYTES:-100}
 ROUNDS=${BENCH_ROUNDS:-3}
+if ! [[ $ROUNDS =~ ^[1-9][0-9]*$ ]]; then
+  echo "$(basename "$0"): invalid BENCH_ROUNDS \"$ROUNDS\": expected a whole number of at least 1" >&2
+  exit 2
+fi
 
 WORK=bench/artifacts
 mkdir -p "$WORK"

@@ -18,9 +18,9 @@
 # Usage: bench/turn-vs-coturn.sh
 # Settings (environment): BENCH_CLIENTS (default 20), BENCH_MESSAGES per client (default
 # 4000), BENCH_BYTES per message (default 1200), BENCH_INTERVAL_MS between one client's
-# messages (default 1), BENCH_TRANSPORTS to run (default "udp tcp"), BENCH_THREADS to run
-# both servers on that many threads (coturn's --relay-threads, our --worker-threads; default
-# unset: each server's own default).
+# messages (default 1), BENCH_TRANSPORTS to run (default "udp tcp"), BENCH_THREADS for the
+# relay threads of coturn (--relay-threads) and the tokio worker threads of ours
+# (--worker-threads). Each server keeps its other threads. Unset, each uses its own default.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -89,7 +89,7 @@ measure() {
   RATE[$key]=$(awk -v n="$received" -v s="$start" -v e="$end" 'BEGIN { printf "%.0f", n / (e - s) }')
   LOSS[$key]=$(awk -v l="$lost" -v n="$sent" 'BEGIN { printf "%.3f", 100 * l / n }')
   CPU[$key]=$(awk -v t="$((ticks_after - ticks_before))" -v hz="$CLOCK_TICKS" 'BEGIN { printf "%.2f", t / hz }')
-  PER_CPU[$key]=$(awk -v n="$received" -v c="${CPU[$key]}" 'BEGIN { if (c > 0) printf "%.0f", n / c; else print "inf" }')
+  PER_CPU[$key]=$(awk -v n="$received" -v c="${CPU[$key]}" 'BEGIN { if (c > 0) printf "%.0f", n / c; else print "-" }')
 }
 
 # Prints ours/coturn for one column, or "-" when either value is missing.

@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use switchyard_signal::{app, AppState, MemoryRoomStore};
 use switchyard_turn::TurnServer;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, Instrument};
+use tracing::{debug, info, Instrument};
 
 use crate::config::ServerConfig;
 use crate::health::{self, Readiness};
@@ -185,6 +186,15 @@ fn operations_routes(metrics: MetricsSources, readiness: Readiness) -> axum::Rou
         .route("/readyz", get(move || async move { readiness.response() }))
 }
 
+/// Turns off Nagle's algorithm on an accepted connection. Signaling frames are small, and
+/// with it a frame written while an earlier one waits for its ACK is held until the client's
+/// delayed ACK, about 40 ms on Linux.
+fn set_socket_options(stream: &mut TcpStream) {
+    if let Err(error) = stream.set_nodelay(true) {
+        debug!(%error, "could not set TCP_NODELAY on an accepted connection");
+    }
+}
+
 async fn serve(
     listener: TcpListener,
     router: axum::Router,
@@ -192,6 +202,7 @@ async fn serve(
     relay: Option<TurnServer>,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    let listener = listener.tap_io(set_socket_options);
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
@@ -207,4 +218,22 @@ async fn serve(
     }
     info!("server stopped");
     served.map_err(RunError::Serve)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_sockets_have_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let _client = client.unwrap();
+        let (mut stream, _) = accepted.unwrap();
+        assert!(!stream.nodelay().unwrap());
+
+        set_socket_options(&mut stream);
+        assert!(stream.nodelay().unwrap());
+    }
 }
