@@ -81,6 +81,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ice_disconnected_timeout = ?config.ice_disconnected_timeout,
         ice_failed_timeout = ?config.ice_failed_timeout,
         media_workers = config.media_workers,
+        worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
         reconnect_grace = ?config.reconnect_grace,
         drain_delay = ?config.drain_delay,
         outbox_messages = config.outbox_messages,
@@ -169,6 +170,7 @@ async fn turn(args: TurnArgs) -> anyhow::Result<()> {
         udp = ?server.udp_addrs(),
         tcp = ?server.tcp_addrs(),
         tls = ?server.tls_addrs(),
+        worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
         "TURN relay listening"
     );
 

@@ -264,6 +264,9 @@ fn relay_answers_stun_binding() {
         let mut relay = Relay::start_with_args(label, "", args);
         let line = relay.find_line("TURN relay listening");
         let listener = udp_listener(&line);
+        if !args.is_empty() {
+            assert!(line.contains("worker_threads=1"), "{line}");
+        }
 
         // 0x0101 is a Binding success response.
         assert_eq!(stun_binding_type(listener), 0x0101, "{args:?}");
