@@ -6,8 +6,9 @@
 //! shorter) form one message with UDP GSO. The kernel then routes and queues them once and
 //! splits them only at the device, or for a loopback receiver at its socket. The forwarder
 //! fans each packet out to many destinations, so runs come from a read that carried several
-//! packets of one stream, such as the packets of one video frame. The driver drains all of them
-//! before it sends, which puts each subscriber's copies side by side.
+//! packets of one stream, such as the packets of one video frame. The driver feeds up to 8
+//! datagrams of a read before it drains and sends, which puts each subscriber's copies of them
+//! side by side.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::SocketAddr;
@@ -309,11 +310,13 @@ fn next_call(messages: &[Message]) -> (usize, Option<u16>) {
         }
         count += 1;
     }
-    // `plan` keeps runs within GSO_MAX_BYTES, so their segment size fits in 16 bits.
-    (
-        count.max(1),
-        segment.and_then(|size| u16::try_from(size).ok()),
-    )
+    // `plan` keeps runs within GSO_MAX_BYTES, so their segment size fits in 16 bits. Without
+    // the size a run would leave as one datagram of all its parts.
+    let segment = segment.map(|size| {
+        debug_assert!(size <= GSO_MAX_BYTES, "run segment of {size} bytes");
+        u16::try_from(size).unwrap_or(u16::MAX)
+    });
+    (count.max(1), segment)
 }
 
 #[cfg(test)]
