@@ -35,7 +35,7 @@ const RECEIVE_BUFFER: usize = 64 * 1024;
 /// Messages and datagrams that one [`BatchSocket::send_all`] handed to the kernel.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Sent {
-    /// Messages the kernel took; with UDP GSO one carries several datagrams.
+    /// Messages that the kernel took. With UDP GSO one message carries several datagrams.
     pub messages: u64,
     /// Datagrams in those messages.
     pub datagrams: u64,

@@ -224,7 +224,6 @@ mod tests {
     use rtc::peer_connection::configuration::RTCConfigurationBuilder;
     use rtc::peer_connection::event::RTCPeerConnectionEvent;
     use rtc::peer_connection::state::RTCPeerConnectionState;
-    use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
     use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
     use rtc::rtp_transceiver::rtp_sender::{
         RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
@@ -237,6 +236,7 @@ mod tests {
 
     use super::handle_read;
     use crate::handle::Command;
+    use crate::peer::host_candidate;
     use crate::sfu::Sfu;
     use crate::SfuConfig;
 
@@ -284,19 +284,7 @@ mod tests {
             }],
         ))
         .unwrap();
-        let candidate = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: address.ip().to_string(),
-                port: address.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .unwrap();
-        pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json().unwrap())
+        pc.add_local_candidate(host_candidate(address).unwrap())
             .unwrap();
         pc
     }

@@ -261,8 +261,8 @@ pub struct SfuSnapshot {
     pub forwarded_packets: u64,
     /// RTP payload bytes sent to subscribers.
     pub forwarded_bytes: u64,
-    /// Messages the media sockets handed to the kernel; with UDP GSO one carries several
-    /// datagrams.
+    /// Messages that the media sockets handed to the kernel. With UDP GSO one message carries
+    /// several datagrams.
     pub sent_messages: u64,
     /// Datagrams the media sockets sent, RTP, RTCP, STUN and DTLS alike.
     pub sent_datagrams: u64,

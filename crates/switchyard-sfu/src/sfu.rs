@@ -423,7 +423,7 @@ impl Sfu {
     }
 
     /// Routes one datagram to its peer connection like [`Sfu::handle_datagram`], but leaves the
-    /// output to a later [`Sfu::drain_dirty`]. Feeding every datagram of a read before draining
+    /// output to a later [`Sfu::drain_dirty`]. Feeding several datagrams of a read before draining
     /// puts the copies of a burst for one subscriber next to each other in the transmit queue,
     /// so that they can leave as one GSO send.
     pub fn feed_datagram(&mut self, now: Instant, source: SocketAddr, payload: &[u8]) -> bool {

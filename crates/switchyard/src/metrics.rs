@@ -141,7 +141,7 @@ fn render_sfu(out: &mut Exposition, counters: &SfuCounters) {
         ),
         (
             "switchyard_sfu_sent_messages_total",
-            "Messages the media sockets handed to the kernel; with UDP GSO one carries several datagrams.",
+            "Messages the media sockets handed to the kernel. With UDP GSO one message carries several datagrams.",
             sfu.sent_messages,
         ),
         (

@@ -254,7 +254,7 @@ fn log_leaves_out_secrets() {
     assert!(!log.contains(PASSWORD), "the password is in the log: {log}");
 }
 
-/// The relay answers on the default runtime and on one worker thread.
+/// The relay replies to a STUN Binding request on the default runtime and on one worker thread.
 #[test]
 fn relay_answers_stun_binding() {
     for (label, args) in [
