@@ -4,6 +4,8 @@ mod support;
 
 use std::time::{Duration, SystemTime};
 
+use rtc_stun::attributes::{ATTR_EVEN_PORT, ATTR_XOR_RELAYED_ADDRESS};
+use rtc_stun::message::METHOD_ALLOCATE;
 use support::*;
 use switchyard_turn::mint_credentials;
 
@@ -199,4 +201,82 @@ async fn shutdown_with_a_client_that_stopped_reading() {
         .await
         .expect("shutdown does not wait for a stalled client");
     drop(client);
+}
+
+/// EVEN-PORT with the R bit, which `rtc-turn` cannot set from outside its crate.
+fn reserve_next_port() -> rtc_stun::attributes::RawAttribute {
+    rtc_stun::attributes::RawAttribute {
+        typ: ATTR_EVEN_PORT,
+        length: 1,
+        value: vec![0x80],
+    }
+}
+
+/// Finds an even port `base` with `base..base + 4` free on 127.0.0.1. Returns it and a socket
+/// bound to `base + 1`.
+fn free_range_with_next_taken() -> (u16, std::net::UdpSocket) {
+    for _ in 0..100 {
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let base = probe.local_addr().unwrap().port() & !3;
+        drop(probe);
+        if !(1024..=65_530).contains(&base) {
+            continue;
+        }
+        let sockets: Result<Vec<_>, _> = (base..base + 4)
+            .map(|port| std::net::UdpSocket::bind(("127.0.0.1", port)))
+            .collect();
+        if let Ok(mut sockets) = sockets {
+            return (base, sockets.swap_remove(1));
+        }
+    }
+    panic!("no four free ports in a row on 127.0.0.1");
+}
+
+#[tokio::test]
+async fn reservation_skips_taken_odd_port() {
+    let (base, _blocker) = free_range_with_next_taken();
+    let mut config = loopback_config();
+    config.min_port = base;
+    config.max_port = base + 3;
+    let server = start(config).await;
+
+    let mut first = TestClient::udp(server.udp_addrs()[0]).await;
+    let transport = rtc_turn::proto::reqtrans::RequestedTransport {
+        protocol: rtc_turn::proto::PROTO_UDP,
+    };
+    let response = first
+        .request(METHOD_ALLOCATE, &[&transport, &reserve_next_port()])
+        .await;
+    assert_eq!(error_code(&response), None, "{response}");
+    let relayed = xor_address(&response, ATTR_XOR_RELAYED_ADDRESS);
+    assert_eq!(
+        relayed.port(),
+        base + 2,
+        "the pair with a taken odd port is skipped"
+    );
+    let mut token = rtc_turn::proto::rsrvtoken::ReservationToken::default();
+    rtc_stun::message::Getter::get_from(&mut token, &response).expect("RESERVATION-TOKEN");
+
+    // The reserved port is bound by the server, not only marked in its tables.
+    let taken = std::net::UdpSocket::bind(("127.0.0.1", base + 3));
+    assert!(taken.is_err(), "port {} is not held", base + 3);
+
+    let mut second = TestClient::udp(server.udp_addrs()[0]).await;
+    let response = second.request(METHOD_ALLOCATE, &[&transport, &token]).await;
+    assert_eq!(error_code(&response), None, "{response}");
+    let reserved = xor_address(&response, ATTR_XOR_RELAYED_ADDRESS);
+    assert_eq!(reserved.port(), base + 3);
+
+    // The held socket relays for the second allocation.
+    let peer = udp_peer().await;
+    second
+        .create_permission(peer.local_addr().unwrap())
+        .await
+        .unwrap();
+    second
+        .send_indication(peer.local_addr().unwrap(), b"rtcp")
+        .await;
+    let (payload, from) = peer_recv(&peer).await;
+    assert_eq!((payload.as_slice(), from), (&b"rtcp"[..], reserved));
+    server.shutdown().await;
 }

@@ -48,8 +48,13 @@ pub struct PendingAllocate {
     pub auth: Option<(Integrity, LongTermKey)>,
     /// Whether the request had FINGERPRINT.
     pub fingerprint: bool,
-    /// RESERVATION-TOKEN to return, for EVEN-PORT with the R bit.
+    /// RESERVATION-TOKEN to return, set once the relay and the reserved port are bound.
     pub reservation_token: Option<[u8; 8]>,
+    /// Whether the request had EVEN-PORT, so that every port tried is even.
+    pub even_port: bool,
+    /// Whether EVEN-PORT had the R bit: the next port is bound and held as well, for a later
+    /// Allocate with RESERVATION-TOKEN.
+    pub reserve_next: bool,
     /// Bind attempts so far.
     pub attempts: u32,
     /// Whether the port is one the client reserved earlier with a token.

@@ -245,13 +245,14 @@ impl Core {
             return reply_error(out, request, 486);
         }
 
-        let (port, reservation_token, reserved_port) = match token.map(|a| a.value) {
+        let reserve_next = even_port == Some(true);
+        let (relay_ip, port, reserved_port) = match token.map(|a| a.value) {
             Some(value) => {
                 let Ok(token): Result<[u8; 8], _> = value.try_into() else {
                     return reply_error(out, request, 400);
                 };
                 match self.reservations.remove(&token) {
-                    Some(reservation) => (reservation.port, None, true),
+                    Some(reservation) => (reservation.addr.ip(), reservation.addr.port(), true),
                     None => return reply_error(out, request, 508),
                 }
             }
@@ -261,13 +262,11 @@ impl Core {
                 } else {
                     &mut self.ports_v4
                 };
-                let reserve = even_port == Some(true);
-                let Some(port) = pool.acquire(even_port.is_some(), reserve) else {
+                let Some(port) = pool.acquire(even_port.is_some(), reserve_next) else {
                     debug!(client = %request.from.remote, "rejected Allocate: no free relay port");
                     return reply_error(out, request, 508);
                 };
-                let token = reserve.then(|| self.reserve_port(now, port + 1));
-                (port, token, false)
+                (relay_ip, port, false)
             }
         };
 
@@ -281,7 +280,9 @@ impl Core {
                 .as_ref()
                 .map(|auth| (auth.integrity, auth.key.clone())),
             fingerprint: request.fingerprint,
-            reservation_token,
+            reservation_token: None,
+            even_port: even_port.is_some(),
+            reserve_next,
             attempts: 0,
             reserved_port,
         };
@@ -314,6 +315,7 @@ impl Core {
             addr: relay_addr,
             transport,
             client: request.from,
+            reserve_next,
         });
         ClientOutput::None
     }
@@ -349,12 +351,14 @@ impl Core {
         per_user > 0 && self.by_user.get(username).copied().unwrap_or(0) >= per_user
     }
 
-    fn reserve_port(&mut self, now: Now, port: u16) -> [u8; 8] {
-        let token = self.reservation_token(port, now);
+    /// Keeps `addr` for a later Allocate with the returned RESERVATION-TOKEN, for
+    /// [`RESERVATION_LIFETIME`]. The drivers hold its socket meanwhile.
+    pub(super) fn reserve(&mut self, now: Now, addr: SocketAddr) -> [u8; 8] {
+        let token = self.reservation_token(addr.port(), now);
         self.reservations.insert(
             token,
             Reservation {
-                port,
+                addr,
                 expires: now.instant + RESERVATION_LIFETIME,
             },
         );

@@ -114,6 +114,8 @@ pub enum ClientOutput {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Bind a relay socket to `addr` and report the result with [`Core::handle_relay_bound`].
+    /// A UDP socket the drivers hold for `addr` since an earlier `reserve_next` serves instead
+    /// of a new one.
     BindRelay {
         /// New relay id.
         relay: RelayId,
@@ -123,6 +125,14 @@ pub enum Command {
         transport: RelayTransport,
         /// Client that owns the allocation.
         client: ClientAddr,
+        /// Also bind a UDP socket to the next port and hold it for a later Allocate with
+        /// RESERVATION-TOKEN. The bind fails as a whole when either port is taken.
+        reserve_next: bool,
+    },
+    /// Close the socket held for a reservation that expired.
+    ReleaseReserved {
+        /// Address of the held socket.
+        addr: SocketAddr,
     },
     /// Close the relay socket and every peer connection of the allocation.
     CloseRelay {
@@ -280,7 +290,7 @@ const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
 /// A port kept for a later Allocate with RESERVATION-TOKEN.
 #[derive(Clone, Copy, Debug)]
 struct Reservation {
-    port: u16,
+    addr: SocketAddr,
     expires: Instant,
 }
 
@@ -460,7 +470,15 @@ impl Core {
         let Some(allocation) = self.allocations.get_mut(&relay) else {
             return;
         };
-        let Some(pending) = allocation.pending.take() else {
+        let Some(mut pending) = allocation.pending.take() else {
+            return;
+        };
+        let chosen = allocation.relay_addr;
+        if pending.reserve_next {
+            let next = SocketAddr::new(chosen.ip(), chosen.port() + 1);
+            pending.reservation_token = Some(self.reserve(now, next));
+        }
+        let Some(allocation) = self.allocations.get_mut(&relay) else {
             return;
         };
         allocation.relay_addr = bound;
@@ -547,11 +565,17 @@ impl Core {
             }
         }
 
-        let ports_v4 = &mut self.ports_v4;
+        let (ports_v4, ports_v6) = (&mut self.ports_v4, &mut self.ports_v6);
+        let commands = &mut self.commands;
         self.reservations.retain(|_, reservation| {
             let keep = now < reservation.expires;
             if !keep {
-                ports_v4.release(reservation.port);
+                let addr = reservation.addr;
+                match addr {
+                    SocketAddr::V4(_) => ports_v4.release(addr.port()),
+                    SocketAddr::V6(_) => ports_v6.release(addr.port()),
+                }
+                commands.push_back(Command::ReleaseReserved { addr });
             }
             keep
         });
@@ -593,9 +617,14 @@ impl Core {
                 .allocation_deleted(allocation.permissions.len(), allocation.counted_channels());
         }
         let port = allocation.relay_addr.port();
-        match allocation.relay_addr.ip() {
-            IpAddr::V4(_) => self.ports_v4.release(port),
-            IpAddr::V6(_) => self.ports_v6.release(port),
+        let pool = match allocation.relay_addr.ip() {
+            IpAddr::V4(_) => &mut self.ports_v4,
+            IpAddr::V6(_) => &mut self.ports_v6,
+        };
+        pool.release(port);
+        // A port paired for a reservation that was never made.
+        if allocation.pending.as_ref().is_some_and(|p| p.reserve_next) {
+            pool.release(port + 1);
         }
         for connection in self.tcp.remove_relay(relay) {
             self.commands
@@ -616,11 +645,11 @@ impl Core {
             IpAddr::V4(_) => &mut self.ports_v4,
             IpAddr::V6(_) => &mut self.ports_v6,
         };
-        // The failed port stays marked as used until another port is taken, so that the
-        // next attempt picks a different one. After the last attempt the allocation is deleted
-        // and its port released.
+        // The failed ports stay marked as used until others are taken, so that the next
+        // attempt picks different ones. After the last attempt the allocation is deleted and
+        // its ports released.
         let next = if pending.attempts < MAX_BIND_ATTEMPTS && !pending.reserved_port {
-            pool.acquire(false, false)
+            pool.acquire(pending.even_port, pending.reserve_next)
         } else {
             None
         };
@@ -628,12 +657,16 @@ impl Core {
             Some(port) => {
                 let failed_port = allocation.relay_addr.port();
                 pool.release(failed_port);
+                if pending.reserve_next {
+                    pool.release(failed_port + 1);
+                }
                 allocation.relay_addr.set_port(port);
                 self.commands.push_back(Command::BindRelay {
                     relay,
                     addr: allocation.relay_addr,
                     transport: allocation.transport,
                     client: allocation.client,
+                    reserve_next: pending.reserve_next,
                 });
             }
             None => {

@@ -990,6 +990,136 @@ fn even_port_reservation_serves_the_next_allocate() {
     assert_eq!(reply.error_code(), Some(400));
 }
 
+/// Sends an Allocate with EVEN-PORT and the R bit and answers each relay bind with `result`
+/// until the core replies. Returns the binds it asked for and the reply.
+fn allocate_reserving(
+    h: &mut Harness,
+    client: ClientAddr,
+    mut result: impl FnMut(SocketAddr) -> std::io::Result<SocketAddr>,
+) -> (Vec<(SocketAddr, bool)>, Reply) {
+    h.challenge(client);
+    let creds = h.alice();
+    let attrs = [udp_transport(), (ATTR_EVEN_PORT, vec![0x80])];
+    let data = h.build(METHOD_ALLOCATE, CLASS_REQUEST, &attrs, Some(&creds));
+    assert_eq!(h.send(client, &data), ClientOutput::None);
+    let mut binds = Vec::new();
+    for _ in 0..20 {
+        for command in h.commands() {
+            match command {
+                Command::BindRelay {
+                    relay,
+                    addr,
+                    reserve_next,
+                    ..
+                } => {
+                    binds.push((addr, reserve_next));
+                    h.core.handle_relay_bound(h.now, relay, result(addr));
+                }
+                Command::Transmit { data, .. } => return (binds, Reply(data)),
+                _ => {}
+            }
+        }
+    }
+    panic!("no reply to the Allocate");
+}
+
+#[test]
+fn reservation_binds_the_next_port_and_the_token_takes_it() {
+    let mut h = Harness::new();
+    let (binds, reply) = allocate_reserving(&mut h, udp_client(40000), Ok);
+    let relay = SocketAddr::from((RELAY_IP, 50000));
+    assert_eq!(
+        binds,
+        [(relay, true)],
+        "the next port is bound along with the relay"
+    );
+    let token = reply.attr(ATTR_RESERVATION_TOKEN).expect("token");
+
+    let second = udp_client(40001);
+    h.challenge(second);
+    let creds = h.alice();
+    let attrs = [udp_transport(), (ATTR_RESERVATION_TOKEN, token)];
+    let data = h.build(METHOD_ALLOCATE, CLASS_REQUEST, &attrs, Some(&creds));
+    assert_eq!(h.send(second, &data), ClientOutput::None);
+    let binds: Vec<_> = h
+        .commands()
+        .into_iter()
+        .filter_map(|command| match command {
+            Command::BindRelay {
+                addr, reserve_next, ..
+            } => Some((addr, reserve_next)),
+            _ => None,
+        })
+        .collect();
+    let next = SocketAddr::from((RELAY_IP, 50001));
+    assert_eq!(
+        binds,
+        [(next, false)],
+        "the token's Allocate takes the held port"
+    );
+}
+
+#[test]
+fn failed_reservation_bind_retries_another_even_pair() {
+    let mut config = test_config();
+    config.ports = (50000, 50003);
+    let mut h = Harness::with_config(config);
+    // The first pair fails, as when another process holds 50001.
+    let (binds, reply) = allocate_reserving(&mut h, udp_client(40000), |addr| {
+        if addr.port() == 50000 {
+            Err(std::io::Error::from(std::io::ErrorKind::AddrInUse))
+        } else {
+            Ok(addr)
+        }
+    });
+    let ports: Vec<_> = binds
+        .iter()
+        .map(|(addr, reserve)| (addr.port(), *reserve))
+        .collect();
+    assert_eq!(ports, [(50000, true), (50002, true)]);
+    assert_eq!(reply.class(), CLASS_SUCCESS_RESPONSE);
+    assert_eq!(reply.address(ATTR_XOR_RELAYED_ADDRESS).port(), 50002);
+    assert!(reply.attr(ATTR_RESERVATION_TOKEN).is_some());
+
+    // 50000 and 50001 went back to the pool, the only free ports of the range.
+    let client = udp_client(40001);
+    h.challenge(client);
+    let creds = h.alice();
+    let reply = h.allocate_with(client, &[udp_transport()], &creds);
+    assert_eq!(reply.address(ATTR_XOR_RELAYED_ADDRESS).port(), 50000);
+}
+
+#[test]
+fn expired_reservation_releases_the_held_port() {
+    let mut h = Harness::new();
+    let (_, reply) = allocate_reserving(&mut h, udp_client(40000), Ok);
+    assert!(reply.attr(ATTR_RESERVATION_TOKEN).is_some());
+    h.advance(RESERVATION_LIFETIME + SWEEP_INTERVAL);
+    let released: Vec<_> = h
+        .commands()
+        .into_iter()
+        .filter_map(|command| match command {
+            Command::ReleaseReserved { addr } => Some(addr),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(released, [SocketAddr::from((RELAY_IP, 50001))]);
+}
+
+#[test]
+fn failed_reservation_allocate_frees_both_ports() {
+    let mut config = test_config();
+    config.ports = (50000, 50001);
+    let mut h = Harness::with_config(config);
+    let (binds, reply) = allocate_reserving(&mut h, udp_client(40000), |_| {
+        Err(std::io::Error::from(std::io::ErrorKind::AddrInUse))
+    });
+    assert_eq!(binds.len(), 1, "the range has no other even pair");
+    assert_eq!(reply.error_code(), Some(508));
+    let (binds, _) = allocate_reserving(&mut h, udp_client(40001), Ok);
+    assert_eq!(binds.len(), 1, "both ports are free again");
+}
+
 #[test]
 fn unknown_required_attribute_is_420() {
     let mut h = Harness::new();

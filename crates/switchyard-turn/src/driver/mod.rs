@@ -43,7 +43,13 @@ pub(crate) struct State {
     streams: HashMap<ClientAddr, Arc<StreamSink>>,
     udp_listeners: HashMap<SocketAddr, Arc<UdpSocket>>,
     peer_streams: HashMap<ConnectionId, TcpStream>,
+    /// UDP sockets bound for reservations (EVEN-PORT with the R bit), by address, until an
+    /// Allocate with the token takes them or the reservation expires.
+    reserved: HashMap<SocketAddr, Arc<UdpSocket>>,
 }
+
+/// A UDP socket bound for a reservation, and the address it was asked for.
+type HeldSocket = (SocketAddr, Arc<UdpSocket>);
 
 struct Relay {
     /// The UDP relay socket; `None` for TCP relays, whose listener lives in its task.
@@ -99,6 +105,7 @@ impl Shared {
                 streams: HashMap::new(),
                 udp_listeners: HashMap::new(),
                 peer_streams: HashMap::new(),
+                reserved: HashMap::new(),
             }),
             counters,
             shutdown: CancellationToken::new(),
@@ -123,6 +130,7 @@ impl Shared {
         state.streams.clear();
         state.udp_listeners.clear();
         state.peer_streams.clear();
+        state.reserved.clear();
     }
 }
 
@@ -172,7 +180,11 @@ impl State {
                     addr,
                     transport,
                     client,
-                } => self.bind_relay(shared, relay, addr, transport, client),
+                    reserve_next,
+                } => self.bind_relay(shared, relay, addr, transport, client, reserve_next),
+                Command::ReleaseReserved { addr } => {
+                    self.reserved.remove(&addr);
+                }
                 Command::CloseRelay { relay } => {
                     if let Some(relay) = self.relays.remove(&relay) {
                         relay.task.abort();
@@ -203,23 +215,30 @@ impl State {
         addr: SocketAddr,
         transport: RelayTransport,
         client: ClientAddr,
+        reserve_next: bool,
     ) {
         let Some(sink) = self.sink_for(&client) else {
-            // The client left while its Allocate was processed; the allocation goes with it.
+            // The client left while its Allocate was processed, so the allocation goes with it.
+            // A socket held for its reserved port is closed too.
+            self.reserved.remove(&addr);
             self.core.handle_client_closed(client);
             return;
         };
+        let mut held = None;
         let result = match transport {
-            RelayTransport::Udp => udp::bind_relay(addr).map(|socket| {
-                let task = udp::spawn_relay(shared, relay, socket.clone(), sink, client.remote);
-                (
-                    Relay {
-                        socket: Some(socket.clone()),
-                        task,
-                    },
-                    Ok(socket.local_addr()),
-                )
-            }),
+            RelayTransport::Udp => self
+                .bind_udp_relay(addr, reserve_next)
+                .map(|(socket, next)| {
+                    held = next;
+                    let task = udp::spawn_relay(shared, relay, socket.clone(), sink, client.remote);
+                    (
+                        Relay {
+                            socket: Some(socket.clone()),
+                            task,
+                        },
+                        Ok(socket.local_addr()),
+                    )
+                }),
             RelayTransport::Tcp => tcp_relay::bind_listener(addr).map(|listener| {
                 let local = listener.local_addr();
                 let task = tcp_relay::spawn_accept(shared, relay, listener);
@@ -230,6 +249,9 @@ impl State {
         match result {
             Ok((entry, Ok(local))) => {
                 self.relays.insert(relay, entry);
+                if let Some((next, socket)) = held {
+                    self.reserved.insert(next, socket);
+                }
                 self.core.handle_relay_bound(now, relay, Ok(local));
             }
             Ok((entry, Err(error))) => {
@@ -239,6 +261,27 @@ impl State {
             }
             Err(error) => self.core.handle_relay_bound(now, relay, Err(error)),
         }
+    }
+
+    /// Binds a UDP relay socket to `addr`, or takes the one held for it since a reservation.
+    /// With `reserve_next`, also binds the next port, which fails the whole bind when taken.
+    fn bind_udp_relay(
+        &mut self,
+        addr: SocketAddr,
+        reserve_next: bool,
+    ) -> std::io::Result<(Arc<UdpSocket>, Option<HeldSocket>)> {
+        let socket = match self.reserved.remove(&addr) {
+            Some(socket) => socket,
+            None => udp::bind_relay(addr)?,
+        };
+        if !reserve_next {
+            return Ok((socket, None));
+        }
+        let port = addr.port().checked_add(1).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no port above 65535")
+        })?;
+        let next = SocketAddr::new(addr.ip(), port);
+        Ok((socket, Some((next, udp::bind_relay(next)?))))
     }
 }
 
