@@ -23,9 +23,12 @@ pub struct SfuConfig {
     /// Interval of ICE keepalives on an idle connection. Default 2 seconds.
     pub ice_keepalive_interval: Duration,
     /// Number of SFU tasks, each with its own socket on the media address (`SO_REUSEPORT`).
-    /// Rooms are spread over them, and one room always stays on one task. Default: the number
-    /// of CPUs.
+    /// Participants are spread over them by room. Default: the number of CPUs.
     pub workers: usize,
+    /// Members of one room that its home task takes before the room spreads over the other
+    /// tasks. A spread room's RTP crosses between tasks, which costs a little CPU per packet,
+    /// so small rooms stay on one task. Default 8.
+    pub room_spread_after: usize,
 }
 
 impl Default for SfuConfig {
@@ -37,6 +40,7 @@ impl Default for SfuConfig {
             ice_failed_timeout: Duration::from_secs(25),
             ice_keepalive_interval: Duration::from_secs(2),
             workers: std::thread::available_parallelism().map_or(1, usize::from),
+            room_spread_after: 8,
         }
     }
 }

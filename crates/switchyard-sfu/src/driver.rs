@@ -10,6 +10,8 @@ use tracing::{error, info, trace};
 
 use crate::batch::{BatchSocket, BATCH};
 use crate::handle::Command;
+use crate::metrics::DropReason;
+use crate::remote::ShardMessage;
 use crate::sfu::Sfu;
 
 /// How long the loop sleeps when no timer is pending.
@@ -35,12 +37,30 @@ pub(crate) type Forwarded = (SocketAddr, Vec<u8>, Option<Duration>);
 /// Channel of datagrams that another shard's socket read for this shard's peers.
 pub(crate) type InboxSender = mpsc::Sender<Forwarded>;
 
+/// RTP packets from other shards that may wait for a shard. More are dropped, as a full
+/// socket buffer would drop them.
+pub(crate) const MEDIA_INBOX_CAPACITY: usize = 4096;
+
+/// The channels that carry [`ShardMessage`]s to one shard: RTP on a bounded one, everything
+/// else on an unbounded one, so that track and keyframe messages are never dropped.
+#[derive(Clone)]
+pub(crate) struct ShardLink {
+    pub control: mpsc::UnboundedSender<ShardMessage>,
+    pub media: mpsc::Sender<ShardMessage>,
+}
+
 /// Everything a shard receives besides its socket's datagrams.
 pub(crate) struct Mailboxes {
     pub commands: mpsc::UnboundedReceiver<Command>,
     pub inbox: mpsc::Receiver<Forwarded>,
     /// Every shard's inbox, indexed by shard.
     pub shards: Arc<[InboxSender]>,
+    /// Track and keyframe messages from other shards.
+    pub control: mpsc::UnboundedReceiver<ShardMessage>,
+    /// RTP from other shards.
+    pub media: mpsc::Receiver<ShardMessage>,
+    /// Every shard's links, indexed by shard.
+    pub links: Arc<[ShardLink]>,
 }
 
 /// Runs one shard until every [`crate::SfuHandle`] is dropped.
@@ -55,6 +75,7 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
     let mut transmits = Vec::with_capacity(BATCH);
     let mut received_at = Vec::with_capacity(DELAY_SAMPLES);
     loop {
+        send_to_shards(&mut sfu, &mailboxes.links);
         // Send everything the last step produced before waiting again, in one go so that runs
         // of datagrams to one destination stay whole.
         transmits.extend(std::iter::from_fn(|| sfu.poll_transmit()));
@@ -89,6 +110,7 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
                             datagrams.by_ref().take(DATAGRAMS_PER_DRAIN),
                             &mut received_at,
                         );
+                        send_to_shards(&mut sfu, &mailboxes.links);
                         // The copies of a large room leave before the next part of the read
                         // is handled, so its first packets do not wait for all of it.
                         transmits.extend(std::iter::from_fn(|| sfu.poll_transmit()));
@@ -107,10 +129,47 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
                     trace!(%source, "datagram for a peer that has left dropped");
                 }
             },
+            Some(message) = mailboxes.control.recv() => {
+                sfu.handle_shard_message(Instant::now(), message);
+            },
+            Some(message) = mailboxes.media.recv() => {
+                let now = Instant::now();
+                // A track's RTP is sent after its TrackAdded, but on another channel, so the
+                // track messages that are waiting go first.
+                while let Ok(control) = mailboxes.control.try_recv() {
+                    sfu.handle_shard_message(now, control);
+                }
+                sfu.handle_shard_message(now, message);
+            },
             () = timer => sfu.handle_timeout(Instant::now()),
         }
     }
     info!(shard = sfu.shard, "SFU shard stopped");
+}
+
+/// Sends the messages the shard queued for other shards. RTP that does not fit a full media
+/// inbox is dropped and counted.
+fn send_to_shards(sfu: &mut Sfu, links: &[ShardLink]) {
+    for (shard, message) in sfu.shard_out.drain(..) {
+        let Some(link) = links.get(shard) else {
+            continue;
+        };
+        match message {
+            ShardMessage::Rtp { .. } => {
+                if link.media.try_send(message).is_ok() {
+                    sfu.counters.shard_copy();
+                } else {
+                    sfu.counters.rtp_dropped(DropReason::ShardInboxFull);
+                    trace!(shard, "media inbox of another shard full; RTP dropped");
+                }
+            }
+            // The receiving shard stops only when every handle is gone, and then so does this
+            // one, so a failed send is harmless.
+            message => {
+                let _ = link.control.send(message);
+            }
+        }
+    }
 }
 
 /// Feeds datagrams of one socket read, at most [`DATAGRAMS_PER_DRAIN`], to the shard or to the

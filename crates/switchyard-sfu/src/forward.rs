@@ -20,6 +20,7 @@ use tracing::{debug, info, trace};
 
 use crate::metrics::DropReason;
 use crate::peer::random_token;
+use crate::remote::{RemoteTrack, ShardMessage};
 use crate::sfu::{ParticipantKey, PeerKey, Sfu, KEYFRAME_REQUEST_INTERVAL};
 
 /// A track received on a publisher connection.
@@ -37,6 +38,8 @@ pub(crate) struct PublishedTrack {
     /// Payload types negotiated on the publisher connection.
     pub incoming_codecs: Vec<(u8, RTCRtpCodec)>,
     pub keyframe_throttle: KeyframeThrottle,
+    /// Id of the track across shards, see [`Sfu::new_global_track_id`].
+    pub global: u64,
 }
 
 /// Outcome of a keyframe request against the throttle.
@@ -90,6 +93,19 @@ pub(crate) struct Subscription {
     pub payload_types: HashMap<u8, u8>,
 }
 
+/// One RTP packet of a track on its way to subscribers.
+#[derive(Clone, Copy)]
+pub(crate) struct Outgoing<'a> {
+    /// Local key of the publisher, or of its stand-in when it is on another shard.
+    pub publisher: ParticipantKey,
+    pub track_id: &'a str,
+    /// Codec of the packet's payload type on the publisher connection.
+    pub codec: &'a RTCRtpCodec,
+    pub payload_type: u8,
+    pub payload_bytes: usize,
+    pub packet: &'a rtc::rtp::Packet,
+}
+
 fn track_kind(kind: RtpCodecKind) -> TrackKind {
     match kind {
         RtpCodecKind::Audio => TrackKind::Audio,
@@ -137,6 +153,10 @@ impl Sfu {
             .map(|codec| (codec.payload_type, codec.rtp_codec.clone()))
             .collect();
         let id = format!("TR_{}", random_token(12));
+        let global = self.new_global_track_id();
+        let Some(participant) = self.participants.get_mut(&key) else {
+            return;
+        };
         info!(
             room_id = %participant.room,
             participant_id = %participant.id,
@@ -154,6 +174,7 @@ impl Sfu {
             codec: None,
             incoming_codecs,
             keyframe_throttle: KeyframeThrottle::default(),
+            global,
         });
     }
 
@@ -241,8 +262,20 @@ impl Sfu {
             return;
         }
         let track_id = track.id.clone();
+        let global = track.global;
         if track.codec.is_none() {
             track.codec = Some(codec.clone());
+            let announced = RemoteTrack {
+                global,
+                shard: self.shard,
+                room: participant.room.clone(),
+                publisher_id: participant.id.clone(),
+                track_id: track_id.clone(),
+                kind: track.kind,
+                codec: codec.clone(),
+                incoming_codecs: track.incoming_codecs.clone(),
+            };
+            self.broadcast(|| ShardMessage::TrackAdded(Box::new(announced.clone())));
             for subscriber in self.room_peers(key) {
                 if self.add_subscription(subscriber, key, &track_id) {
                     self.request_subscriber_offer(now, subscriber);
@@ -256,7 +289,41 @@ impl Sfu {
         packet.header.extensions.clear();
         packet.header.extensions_padding = 0;
 
-        for subscriber_key in self.room_peers(key) {
+        let subscribers = self.room_peers(key);
+        let outgoing = Outgoing {
+            publisher: key,
+            track_id: &track_id,
+            codec: &codec,
+            payload_type,
+            payload_bytes,
+            packet: &packet,
+        };
+        self.fan_out(now, &outgoing, &subscribers);
+        if self.shards > 1 {
+            if let Some(participant) = self.participants.get(&key) {
+                let room = participant.room.clone();
+                self.send_rtp_to_shards(&room, global, &packet);
+            }
+        }
+    }
+
+    /// Sends one RTP packet of a track to each of `subscribers` that subscribes to it and is
+    /// connected, on its own SSRC and negotiated payload type.
+    pub(crate) fn fan_out(
+        &mut self,
+        now: Instant,
+        outgoing: &Outgoing<'_>,
+        subscribers: &[ParticipantKey],
+    ) {
+        let Outgoing {
+            publisher,
+            track_id,
+            codec,
+            payload_type,
+            payload_bytes,
+            packet,
+        } = *outgoing;
+        for &subscriber_key in subscribers {
             let Some(subscriber) = self.participants.get_mut(&subscriber_key) else {
                 continue;
             };
@@ -266,7 +333,7 @@ impl Sfu {
             let Some(subscription) = subscriber
                 .subscriptions
                 .iter_mut()
-                .find(|s| s.publisher == key && s.track_id == track_id)
+                .find(|s| s.publisher == publisher && s.track_id == track_id)
             else {
                 continue;
             };
@@ -281,13 +348,13 @@ impl Sfu {
                     let negotiated = codecs
                         .iter()
                         .find(|candidate| {
-                            is_same_codec(&candidate.rtp_codec, &codec)
+                            is_same_codec(&candidate.rtp_codec, codec)
                                 && candidate.rtp_codec.sdp_fmtp_line == codec.sdp_fmtp_line
                         })
                         .or_else(|| {
                             codecs
                                 .iter()
-                                .find(|candidate| is_same_codec(&candidate.rtp_codec, &codec))
+                                .find(|candidate| is_same_codec(&candidate.rtp_codec, codec))
                         })
                         .map(|candidate| candidate.payload_type);
                     let Some(pt) = negotiated else {
@@ -299,10 +366,10 @@ impl Sfu {
                     pt
                 }
             };
-            let mut outgoing = packet.clone();
-            outgoing.header.ssrc = subscription.ssrc;
-            outgoing.header.payload_type = outgoing_type;
-            if let Err(error) = sender.write_rtp(now, outgoing) {
+            let mut copy = packet.clone();
+            copy.header.ssrc = subscription.ssrc;
+            copy.header.payload_type = outgoing_type;
+            if let Err(error) = sender.write_rtp(now, copy) {
                 trace!(participant_id = %subscriber.id, %error, "forwarding RTP failed");
                 self.counters.rtp_dropped(DropReason::WriteFailed);
                 continue;
@@ -315,6 +382,20 @@ impl Sfu {
         }
     }
 
+    /// Returns the publisher id, kind and codec of a track, local or from another shard.
+    fn track_source(
+        &self,
+        publisher_key: ParticipantKey,
+        track_id: &str,
+    ) -> Option<(String, TrackKind, RTCRtpCodec)> {
+        if let Some(publisher) = self.participants.get(&publisher_key) {
+            let track = publisher.published.iter().find(|t| t.id == track_id)?;
+            return Some((publisher.id.clone(), track.kind, track.codec.clone()?));
+        }
+        let track = self.remote.find(publisher_key, track_id)?;
+        Some((track.publisher_id.clone(), track.kind, track.codec.clone()))
+    }
+
     /// Adds one published track of `publisher` to `subscriber`'s connection and queues its
     /// `track_added` notice. Returns true when a track was added, so the caller requests one
     /// subscriber offer for all the tracks it adds.
@@ -324,17 +405,9 @@ impl Sfu {
         publisher_key: ParticipantKey,
         track_id: &str,
     ) -> bool {
-        let Some(publisher) = self.participants.get(&publisher_key) else {
+        let Some((publisher_id, kind, codec)) = self.track_source(publisher_key, track_id) else {
             return false;
         };
-        let Some(track) = publisher.published.iter().find(|t| t.id == track_id) else {
-            return false;
-        };
-        let Some(codec) = track.codec.clone() else {
-            return false;
-        };
-        let kind = track.kind;
-        let publisher_id = publisher.id.clone();
         let Some(subscriber) = self.participants.get_mut(&subscriber_key) else {
             return false;
         };
@@ -420,6 +493,18 @@ impl Sfu {
                 added |= self.add_subscription(key, publisher, &track_id);
             }
         }
+        if let Some(room) = self.participants.get(&key).map(|p| p.room.clone()) {
+            let remote: Vec<(ParticipantKey, String)> = self
+                .remote
+                .tracks
+                .values()
+                .filter(|(_, track)| track.room == room)
+                .map(|(publisher, track)| (*publisher, track.track_id.clone()))
+                .collect();
+            for (publisher, track_id) in remote {
+                added |= self.add_subscription(key, publisher, &track_id);
+            }
+        }
         if added {
             self.request_subscriber_offer(now, key);
         }
@@ -441,14 +526,32 @@ impl Sfu {
         self.counters.track_closed(track.kind);
         info!(participant_id = %participant.id, track_id = %track.id, "track unpublished");
         let publisher_id = participant.id.clone();
-        for subscriber_key in self.room_peers(key) {
+        let global = track.global;
+        if track.codec.is_some() {
+            self.broadcast(|| ShardMessage::TrackRemoved { global });
+        }
+        let subscribers = self.room_peers(key);
+        self.remove_subscriptions(now, key, &publisher_id, &track.id, &subscribers);
+    }
+
+    /// Removes one track from each of `subscribers` that receives it, with a `track_removed`
+    /// notice and a new subscriber offer.
+    pub(crate) fn remove_subscriptions(
+        &mut self,
+        now: Instant,
+        publisher: ParticipantKey,
+        publisher_id: &str,
+        track_id: &str,
+        subscribers: &[ParticipantKey],
+    ) {
+        for &subscriber_key in subscribers {
             let Some(subscriber) = self.participants.get_mut(&subscriber_key) else {
                 continue;
             };
             let Some(position) = subscriber
                 .subscriptions
                 .iter()
-                .position(|s| s.publisher == key && s.track_id == track.id)
+                .position(|s| s.publisher == publisher && s.track_id == track_id)
             else {
                 continue;
             };
@@ -464,8 +567,8 @@ impl Sfu {
                 .negotiation
                 .notices
                 .push(ServerMessage::TrackRemoved {
-                    participant_id: publisher_id.clone(),
-                    track_id: track.id.clone(),
+                    participant_id: publisher_id.to_owned(),
+                    track_id: track_id.to_owned(),
                 });
             self.request_subscriber_offer(now, subscriber_key);
         }
@@ -489,6 +592,9 @@ impl Sfu {
     /// Sends a PLI for one video track to its publisher, at most once per
     /// [`KEYFRAME_REQUEST_INTERVAL`]. A request inside the interval is sent when it ends.
     pub(crate) fn request_keyframe(&mut self, now: Instant, key: ParticipantKey, track_id: &str) {
+        if self.request_remote_keyframe(key, track_id) {
+            return;
+        }
         let Some(participant) = self.participants.get_mut(&key) else {
             return;
         };

@@ -14,7 +14,7 @@ use tracing::{debug, info};
 use crate::driver;
 use crate::metrics::SfuCounters;
 use crate::sfu::Sfu;
-use crate::shard::{shard_of_room, ShardRoutes};
+use crate::shard::ShardRoutes;
 use crate::SfuConfig;
 
 /// Channel on which the SFU sends one participant's SDP, candidates, track notices and errors,
@@ -101,8 +101,12 @@ impl Command {
 pub struct SfuHandle {
     /// One command channel per shard.
     shards: Arc<[mpsc::UnboundedSender<Command>]>,
-    /// The shard of every joined participant, by participant id.
-    owners: Arc<Mutex<HashMap<String, usize>>>,
+    /// The shard and room of every joined participant, by participant id.
+    owners: Arc<Mutex<HashMap<String, (usize, String)>>>,
+    /// Members of each room on each shard, shared with the shards.
+    routes: Arc<ShardRoutes>,
+    /// [`SfuConfig::room_spread_after`].
+    room_spread_after: usize,
     media_addr: SocketAddr,
     counters: Arc<SfuCounters>,
 }
@@ -200,9 +204,10 @@ impl SfuHandle {
         let _ = self.shards[shard].send(command);
     }
 
-    /// Picks the shard that runs a command: a join goes to its room's shard, and every later
-    /// command of that participant follows it there. Commands for unknown participants go to
-    /// shard 0, which replies with an error as for any unknown participant.
+    /// Picks the shard that runs a command: a join goes to the shard that
+    /// [`ShardRoutes::place`] picks in its room, and every later command of that participant
+    /// follows it there. Commands for unknown participants go to shard 0, which replies with an
+    /// error as for any unknown participant.
     fn shard_for(&self, command: &Command) -> usize {
         // A panic while holding the lock cannot leave the map half-written: every access is
         // one insert, lookup or remove.
@@ -216,15 +221,32 @@ impl SfuHandle {
                 participant_id,
                 ..
             } => {
-                let shard = shard_of_room(room, self.shards.len());
-                owners.insert(participant_id.clone(), shard);
+                if let Some((shard, _)) = owners.get(participant_id) {
+                    // The shard replies `already_joined`.
+                    return *shard;
+                }
+                let (shard, created) =
+                    self.routes
+                        .place(room, self.shards.len(), self.room_spread_after);
+                if created {
+                    self.counters.room_created();
+                }
+                owners.insert(participant_id.clone(), (shard, room.clone()));
                 shard
             }
-            Command::Leave { participant_id } => owners.remove(participant_id).unwrap_or(0),
+            Command::Leave { participant_id } => match owners.remove(participant_id) {
+                Some((shard, room)) => {
+                    if self.routes.leave(&room, shard) {
+                        self.counters.room_removed();
+                    }
+                    shard
+                }
+                None => 0,
+            },
             Command::PublishOffer { participant_id, .. }
             | Command::SubscriberAnswer { participant_id, .. }
             | Command::Candidate { participant_id, .. } => {
-                owners.get(participant_id).copied().unwrap_or(0)
+                owners.get(participant_id).map_or(0, |(shard, _)| *shard)
             }
             Command::Traced(..) => 0,
         }
@@ -263,7 +285,13 @@ pub async fn start(config: SfuConfig) -> std::io::Result<SfuHandle> {
     let mut command_receivers = Vec::with_capacity(workers);
     let mut inboxes = Vec::with_capacity(workers);
     let mut inbox_receivers = Vec::with_capacity(workers);
+    let mut links = Vec::with_capacity(workers);
+    let mut link_receivers = Vec::with_capacity(workers);
     for _ in 0..workers {
+        let (control, control_receiver) = mpsc::unbounded_channel();
+        let (media, media_receiver) = mpsc::channel(driver::MEDIA_INBOX_CAPACITY);
+        links.push(driver::ShardLink { control, media });
+        link_receivers.push((control_receiver, media_receiver));
         let (sender, receiver) = mpsc::unbounded_channel();
         commands.push(sender);
         command_receivers.push(receiver);
@@ -272,21 +300,27 @@ pub async fn start(config: SfuConfig) -> std::io::Result<SfuHandle> {
         inbox_receivers.push(receiver);
     }
     let inboxes: Arc<[driver::InboxSender]> = inboxes.into();
+    let links: Arc<[driver::ShardLink]> = links.into();
 
     let tasks = sockets
         .into_iter()
         .zip(command_receivers)
-        .zip(inbox_receivers);
-    for (shard, ((socket, commands), inbox)) in tasks.enumerate() {
+        .zip(inbox_receivers)
+        .zip(link_receivers);
+    for (shard, (((socket, commands), inbox), (control, media))) in tasks.enumerate() {
         let mut sfu =
             Sfu::new(config.clone(), media_addr, advertised).map_err(std::io::Error::other)?;
         sfu.counters = counters.clone();
         sfu.routes = routes.clone();
         sfu.shard = shard;
+        sfu.shards = workers;
         let mailboxes = driver::Mailboxes {
             commands,
             inbox,
             shards: inboxes.clone(),
+            control,
+            media,
+            links: links.clone(),
         };
         tokio::spawn(driver::run(socket, sfu, mailboxes));
     }
@@ -294,6 +328,8 @@ pub async fn start(config: SfuConfig) -> std::io::Result<SfuHandle> {
     Ok(SfuHandle {
         shards: commands.into(),
         owners: Arc::default(),
+        routes,
+        room_spread_after: config.room_spread_after,
         media_addr,
         counters,
     })

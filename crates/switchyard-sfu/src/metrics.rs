@@ -154,14 +154,17 @@ pub enum DropReason {
     CodecNotNegotiated,
     /// The subscriber connection rejected the packet.
     WriteFailed,
+    /// Another shard of the room had too many packets waiting to take this one.
+    ShardInboxFull,
 }
 
 impl DropReason {
     /// Every reason, in the order of the counters.
-    pub const ALL: [DropReason; 3] = [
+    pub const ALL: [DropReason; 4] = [
         DropReason::UnknownPayloadType,
         DropReason::CodecNotNegotiated,
         DropReason::WriteFailed,
+        DropReason::ShardInboxFull,
     ];
 
     /// Returns the label value.
@@ -170,6 +173,7 @@ impl DropReason {
             DropReason::UnknownPayloadType => "unknown_payload_type",
             DropReason::CodecNotNegotiated => "codec_not_negotiated",
             DropReason::WriteFailed => "write_failed",
+            DropReason::ShardInboxFull => "shard_inbox_full",
         }
     }
 }
@@ -224,6 +228,7 @@ pub struct SfuCounters {
     forwarded: PacketCounter,
     sent_messages: AtomicU64,
     sent_datagrams: AtomicU64,
+    shard_copies: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
     feedback_received: [AtomicU64; Feedback::ALL.len()],
     feedback_sent: [AtomicU64; Feedback::ALL.len()],
@@ -266,6 +271,8 @@ pub struct SfuSnapshot {
     pub sent_messages: u64,
     /// Datagrams the media sockets sent, RTP, RTCP, STUN and DTLS alike.
     pub sent_datagrams: u64,
+    /// RTP packets handed to another SFU task, for the members of a room there.
+    pub shard_copies: u64,
     /// Packets not forwarded to one subscriber, by reason.
     pub dropped_packets: Vec<(&'static str, u64)>,
     /// RTCP feedback messages received, by type.
@@ -288,6 +295,7 @@ impl Default for SfuCounters {
             forwarded: PacketCounter::default(),
             sent_messages: AtomicU64::new(0),
             sent_datagrams: AtomicU64::new(0),
+            shard_copies: AtomicU64::new(0),
             dropped: Default::default(),
             feedback_received: Default::default(),
             feedback_sent: Default::default(),
@@ -319,6 +327,7 @@ impl SfuCounters {
             forwarded_bytes: load(&self.forwarded.bytes),
             sent_messages: load(&self.sent_messages),
             sent_datagrams: load(&self.sent_datagrams),
+            shard_copies: load(&self.shard_copies),
             dropped_packets: DropReason::ALL
                 .iter()
                 .zip(&self.dropped)
@@ -379,6 +388,10 @@ impl SfuCounters {
     pub(crate) fn sent(&self, messages: u64, datagrams: u64) {
         self.sent_messages.fetch_add(messages, Ordering::Relaxed);
         self.sent_datagrams.fetch_add(datagrams, Ordering::Relaxed);
+    }
+
+    pub(crate) fn shard_copy(&self) {
+        self.shard_copies.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn rtp_dropped(&self, reason: DropReason) {

@@ -26,6 +26,7 @@ use crate::metrics::SfuCounters;
 use crate::peer::{
     build_peer_connection, dtls_certificate, host_candidate, IceCredentials, PeerRole,
 };
+use crate::remote::{RemoteTracks, ShardMessage};
 use crate::shard::ShardRoutes;
 use crate::stun;
 use crate::SfuConfig;
@@ -145,6 +146,16 @@ pub(crate) struct Sfu {
     /// Owners of ufrags and addresses across shards, and this state machine's shard index.
     pub routes: Arc<ShardRoutes>,
     pub shard: usize,
+    /// Number of shards. With more than one, rooms may span shards.
+    pub shards: usize,
+    /// Messages for other shards, with the index of each one's shard, for the driver to send.
+    pub shard_out: Vec<(usize, ShardMessage)>,
+    /// Tracks published on other shards.
+    pub remote: RemoteTracks,
+    /// Reused list of shards that receive a copy of one RTP packet.
+    pub spread_scratch: Vec<usize>,
+    /// Last number used for a [`Sfu::new_global_track_id`].
+    pub next_global_track: u64,
     /// The DTLS certificate of every peer connection of this shard, made once at start.
     certificate: RTCCertificate,
 }
@@ -179,6 +190,11 @@ impl Sfu {
             counters: Arc::default(),
             routes: Arc::default(),
             shard: 0,
+            shards: 1,
+            shard_out: Vec::new(),
+            remote: RemoteTracks::default(),
+            spread_scratch: Vec::new(),
+            next_global_track: 0,
         })
     }
 
@@ -289,8 +305,7 @@ impl Sfu {
             self.counters
                 .peer_state_changed(None, Some(RTCPeerConnectionState::New));
         }
-        let key = ParticipantKey(self.next_key);
-        self.next_key += 1;
+        let key = self.new_participant_key();
         self.by_ufrag.insert(
             publisher.ufrag.clone(),
             PeerKey {
@@ -323,13 +338,16 @@ impl Sfu {
             }),
         );
         self.keys_by_id.insert(participant_id, key);
-        let members = self.rooms.entry(room.clone()).or_insert_with(|| {
-            self.counters.room_created();
-            Vec::new()
-        });
-        members.push(key);
+        self.rooms.entry(room.clone()).or_default().push(key);
 
         self.subscribe_to_room(now, key);
+    }
+
+    /// Returns a key no participant or stand-in of this shard has had.
+    pub(crate) fn new_participant_key(&mut self) -> ParticipantKey {
+        let key = ParticipantKey(self.next_key);
+        self.next_key += 1;
+        key
     }
 
     fn fail_join(
@@ -395,7 +413,6 @@ impl Sfu {
             members.retain(|member| *member != key);
             if members.is_empty() {
                 self.rooms.remove(&participant.room);
-                self.counters.room_removed();
             }
         }
         // Subscriptions of this participant only live in its own connection, which closes here.

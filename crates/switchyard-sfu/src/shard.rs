@@ -1,10 +1,16 @@
-//! Spreading rooms over several SFU tasks, each with its own socket on the one media port.
+//! Spreading participants over several SFU tasks, each with its own socket on the one media
+//! port.
 //!
-//! Every task (a shard) binds the media address with `SO_REUSEPORT` and owns whole rooms: a
-//! room's peer connections, and so its forwarding, stay in one task without locks. The kernel
-//! spreads incoming datagrams over the sockets by a hash of the source and destination, not by
-//! room, so a shard that reads a datagram of another shard's peer passes it on. [`ShardRoutes`]
-//! maps ICE username fragments and remote addresses to the shard that owns them.
+//! Every task (a shard) binds the media address with `SO_REUSEPORT` and owns whole
+//! participants: both peer connections of one participant stay in one task without locks. A
+//! room starts on its home shard. Once that shard has [`crate::SfuConfig::room_spread_after`]
+//! of its members, later members go to the shard with the fewest of them, and the shards pass
+//! the room's tracks and RTP to each other (see `remote.rs`).
+//!
+//! The kernel spreads incoming datagrams over the sockets by a hash of the source and
+//! destination, not by participant, so a shard that reads a datagram of another shard's peer
+//! passes it on. [`ShardRoutes`] maps ICE username fragments and remote addresses to the shard
+//! that owns them, and counts the members of each room on each shard.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -18,6 +24,8 @@ use crate::stun;
 pub(crate) struct ShardRoutes {
     by_ufrag: RwLock<HashMap<String, usize>>,
     by_address: RwLock<HashMap<SocketAddr, usize>>,
+    /// Members of each room on each shard, indexed by shard.
+    rooms: RwLock<HashMap<String, Vec<u32>>>,
 }
 
 impl ShardRoutes {
@@ -52,6 +60,63 @@ impl ShardRoutes {
     pub fn unbind_address(&self, address: &SocketAddr) {
         write(&self.by_address).remove(address);
     }
+
+    /// Picks the shard for a participant that joins `room` and counts it there. The room's home
+    /// shard takes members until it has `spread_after` of them. After that each member goes to
+    /// the shard with the fewest members of the room, the home shard first on a tie. Returns
+    /// the shard, and true when the room had no members before.
+    pub fn place(&self, room: &str, shards: usize, spread_after: usize) -> (usize, bool) {
+        let shards = shards.max(1);
+        let home = shard_of_room(room, shards);
+        let mut rooms = write(&self.rooms);
+        let counts = rooms
+            .entry(room.to_owned())
+            .or_insert_with(|| vec![0; shards]);
+        let created = counts.iter().all(|count| *count == 0);
+        let shard = if (counts[home] as usize) < spread_after.max(1) {
+            home
+        } else {
+            // Starting at the home shard makes it win ties.
+            (0..shards)
+                .map(|offset| (home + offset) % shards)
+                .min_by_key(|shard| counts[*shard])
+                .unwrap_or(home)
+        };
+        counts[shard] += 1;
+        (shard, created)
+    }
+
+    /// Counts a member of `room` on `shard` out. Returns true when the room has no members
+    /// left.
+    pub fn leave(&self, room: &str, shard: usize) -> bool {
+        let mut rooms = write(&self.rooms);
+        let Some(counts) = rooms.get_mut(room) else {
+            return false;
+        };
+        if let Some(count) = counts.get_mut(shard) {
+            *count = count.saturating_sub(1);
+        }
+        let empty = counts.iter().all(|count| *count == 0);
+        if empty {
+            rooms.remove(room);
+        }
+        empty
+    }
+
+    /// Replaces the contents of `shards` with the shards other than `except` that have members
+    /// of `room`.
+    pub fn other_shards_of_room(&self, room: &str, except: usize, shards: &mut Vec<usize>) {
+        shards.clear();
+        if let Some(counts) = read(&self.rooms).get(room) {
+            shards.extend(
+                counts
+                    .iter()
+                    .enumerate()
+                    .filter(|(shard, count)| *shard != except && **count > 0)
+                    .map(|(shard, _)| shard),
+            );
+        }
+    }
 }
 
 /// Returns the shard that owns a room, out of `shards`.
@@ -84,6 +149,46 @@ mod tests {
         assert!(first < 4);
         assert_eq!(shard_of_room("demo", 4), first);
         assert_eq!(shard_of_room("demo", 1), 0);
+    }
+
+    #[test]
+    fn room_spreads_after_home_fills() {
+        let routes = ShardRoutes::default();
+        let home = shard_of_room("big", 3);
+        let placed: Vec<usize> = (0..5).map(|_| routes.place("big", 3, 2).0).collect();
+        assert_eq!(
+            &placed[..2],
+            &[home, home],
+            "the home shard takes the first two"
+        );
+        let mut others: Vec<usize> = placed[2..4].to_vec();
+        others.sort_unstable();
+        let mut expected: Vec<usize> = (0..3).filter(|shard| *shard != home).collect();
+        expected.sort_unstable();
+        assert_eq!(others, expected, "then the emptiest shards");
+        let mut spread = Vec::new();
+        routes.other_shards_of_room("big", home, &mut spread);
+        assert_eq!(spread.len(), 2);
+    }
+
+    #[test]
+    fn room_counts_creation_and_emptying() {
+        let routes = ShardRoutes::default();
+        let (first, created) = routes.place("small", 2, 8);
+        assert!(created);
+        let (second, created) = routes.place("small", 2, 8);
+        assert!(!created);
+        assert_eq!(
+            first, second,
+            "a room below the limit stays on its home shard"
+        );
+        assert!(!routes.leave("small", first));
+        assert!(routes.leave("small", second));
+        assert!(
+            routes.place("small", 2, 8).1,
+            "an emptied room is created again"
+        );
+        assert!(!routes.leave("unknown", 0));
     }
 
     #[test]

@@ -249,11 +249,15 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_ICE_FAILED_TIMEOUT", value_name = "SECS")]
     pub ice_failed_timeout: Option<u64>,
 
-    /// Number of SFU tasks, each with its own socket on the media address (SO_REUSEPORT). Rooms
-    /// are spread over them, and one room always stays on one task [default: the number of
-    /// CPUs]
+    /// Number of SFU tasks, each with its own socket on the media address (SO_REUSEPORT).
+    /// Participants are spread over them by room [default: the number of CPUs]
     #[arg(long, env = "SWITCHYARD_MEDIA_WORKERS", value_name = "COUNT")]
     pub media_workers: Option<usize>,
+
+    /// Members of one room that its home SFU task takes before later members go to the task
+    /// with the fewest of the room, so that a large room uses several CPUs [default: 8]
+    #[arg(long, env = "SWITCHYARD_ROOM_SPREAD_AFTER", value_name = "COUNT")]
+    pub room_spread_after: Option<usize>,
 
     /// TOML file with the settings of the bundled STUN/TURN relay, in the format of
     /// `switchyard turn --config`. The relay always allows the SFU's media address as a peer,
@@ -367,7 +371,7 @@ pub struct ServeArgs {
     #[serde(default)]
     pub allowed_origin: Vec<String>,
 
-    /// TOML file with any of the keys http, media, media-workers, public-ip, ice-server (a list),
+    /// TOML file with any of the keys http, media, media-workers, room-spread-after, public-ip, ice-server (a list),
     /// max-message-size, outbound-queue, ice-disconnected-timeout, ice-failed-timeout,
     /// reconnect-grace, drain-delay, outbox-messages, outbox-age, ping-interval, ping-timeout,
     /// duplicate-identity, api-key (a list), max-messages-per-second,
@@ -422,6 +426,7 @@ impl ServeArgs {
                 .or(lower.ice_disconnected_timeout),
             ice_failed_timeout: self.ice_failed_timeout.or(lower.ice_failed_timeout),
             media_workers: self.media_workers.or(lower.media_workers),
+            room_spread_after: self.room_spread_after.or(lower.room_spread_after),
             reconnect_grace: self.reconnect_grace.or(lower.reconnect_grace),
             drain_delay: self.drain_delay.or(lower.drain_delay),
             outbox_messages: self.outbox_messages.or(lower.outbox_messages),

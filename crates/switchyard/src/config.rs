@@ -141,6 +141,9 @@ pub struct ServerConfig {
     pub ice_failed_timeout: Duration,
     /// Number of SFU tasks sharing the media address. Default: the number of CPUs.
     pub media_workers: usize,
+    /// Members of one room on its home SFU task before the room spreads over the others.
+    /// Default 8.
+    pub room_spread_after: usize,
     /// Time a participant whose connection dropped stays in the room, waiting for a resume.
     /// Zero removes it at once. Default 20 seconds.
     pub reconnect_grace: Duration,
@@ -196,6 +199,7 @@ impl Default for ServerConfig {
             ice_disconnected_timeout: sfu.ice_disconnected_timeout,
             ice_failed_timeout: sfu.ice_failed_timeout,
             media_workers: sfu.workers,
+            room_spread_after: sfu.room_spread_after,
             reconnect_grace: signal.reconnect_grace,
             outbox_messages: signal.outbox_messages,
             outbox_age: signal.outbox_age,
@@ -249,6 +253,7 @@ impl ServerConfig {
                 .ice_failed_timeout
                 .map_or(defaults.ice_failed_timeout, Duration::from_secs),
             media_workers: args.media_workers.unwrap_or(defaults.media_workers),
+            room_spread_after: args.room_spread_after.unwrap_or(defaults.room_spread_after),
             reconnect_grace: args
                 .reconnect_grace
                 .map_or(defaults.reconnect_grace, Duration::from_secs),
@@ -337,6 +342,11 @@ impl ServerConfig {
             return Err(ConfigError::TooLarge {
                 key: "media-workers",
                 max: MAX_MEDIA_WORKERS as u64,
+            });
+        }
+        if self.room_spread_after == 0 {
+            return Err(ConfigError::Zero {
+                key: "room-spread-after",
             });
         }
         if self.drain_delay > Duration::from_secs(MAX_SESSION_TIMER_SECS) {
@@ -431,6 +441,7 @@ impl ServerConfig {
             ice_disconnected_timeout: self.ice_disconnected_timeout,
             ice_failed_timeout: self.ice_failed_timeout,
             workers: self.media_workers,
+            room_spread_after: self.room_spread_after,
             ..SfuConfig::default()
         }
     }
@@ -519,6 +530,7 @@ mod tests {
         assert_eq!(config.outbound_queue, 256);
         assert_eq!(config.ice_disconnected_timeout, Duration::from_secs(5));
         assert_eq!(config.ice_failed_timeout, Duration::from_secs(25));
+        assert_eq!(config.room_spread_after, 8);
     }
 
     #[test]
@@ -534,6 +546,7 @@ mod tests {
             outbound-queue = 4
             ice-disconnected-timeout = 3
             ice-failed-timeout = 7
+            room-spread-after = 3
             "#,
         );
         let args = ServeArgs {
@@ -559,6 +572,7 @@ mod tests {
         assert_eq!(config.outbound_queue, 32);
         assert_eq!(config.ice_disconnected_timeout, Duration::from_secs(3));
         assert_eq!(config.ice_failed_timeout, Duration::from_secs(9));
+        assert_eq!(config.room_spread_after, 3);
     }
 
     #[test]
@@ -600,6 +614,10 @@ mod tests {
             },
             ServeArgs {
                 ice_failed_timeout: Some(0),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                room_spread_after: Some(0),
                 ..ServeArgs::default()
             },
         ] {

@@ -81,6 +81,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ice_disconnected_timeout = ?config.ice_disconnected_timeout,
         ice_failed_timeout = ?config.ice_failed_timeout,
         media_workers = config.media_workers,
+        room_spread_after = config.room_spread_after,
         worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
         reconnect_grace = ?config.reconnect_grace,
         drain_delay = ?config.drain_delay,

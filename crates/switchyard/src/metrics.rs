@@ -149,6 +149,11 @@ fn render_sfu(out: &mut Exposition, counters: &SfuCounters) {
             "Datagrams the media sockets sent: RTP, RTCP, STUN and DTLS.",
             sfu.sent_datagrams,
         ),
+        (
+            "switchyard_sfu_rtp_shard_copies_total",
+            "RTP packets handed to another SFU task for the members of a room there.",
+            sfu.shard_copies,
+        ),
     ];
     for (name, help, value) in rtp {
         out.counter(name, help, &[(String::new(), value)]);
