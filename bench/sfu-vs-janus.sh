@@ -6,8 +6,8 @@
 # of 10 participants who all publish and subscribe to each other. Every publisher sends Opus-like
 # audio (50 packets/s) and video at BENCH_VIDEO_KBPS in 1,100-byte packets.
 #
-# Method: for each scenario and server, start a fresh server pinned to CPU 0 (taskset), run
-# switchyard-loadgen pinned to CPU 1 with --server-pid, and stop the server. The load generator
+# Method: for each scenario and server, start a fresh server pinned to CPU 0 by default (taskset), run
+# switchyard-loadgen pinned to CPU 1 by default with --server-pid, and stop the server. The load generator
 # reads the server's CPU time (utime + stime in /proc/<pid>/stat) at the start and end of the
 # measurement window and counts the distinct probes sent in the window that reached each
 # subscriber. See crates/switchyard-loadgen for the details.
@@ -26,7 +26,10 @@
 # (default 3), BENCH_VIDEO_KBPS (default 1000), BENCH_SCENARIOS (default
 # "fanout:50 fanout:200 meeting:10"), BENCH_SERVERS (default "switchyard janus"),
 # BENCH_NO_BUILD=1 to use the release binaries already in target/release, SWITCHYARD_BIN
-# to test another build of the server.
+# to test another build of the server, BENCH_SERVER_CPUS and BENCH_LOADGEN_CPUS for the CPU
+# lists given to taskset (default 0 and 1). Switchyard runs one SFU task per CPU it may use,
+# and reads its other settings from SWITCHYARD_* variables, such as
+# SWITCHYARD_ROOM_SPREAD_AFTER.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -36,6 +39,8 @@ WARMUP=${BENCH_WARMUP:-3}
 VIDEO_KBPS=${BENCH_VIDEO_KBPS:-1000}
 SCENARIOS=${BENCH_SCENARIOS:-fanout:50 fanout:200 meeting:10}
 SERVERS=${BENCH_SERVERS:-switchyard janus}
+SERVER_CPUS=${BENCH_SERVER_CPUS:-0}
+LOADGEN_CPUS=${BENCH_LOADGEN_CPUS:-1}
 
 TEST_IP=10.200.0.1
 HTTP_PORT=18080
@@ -195,12 +200,12 @@ EOF
 start_server() {
   local server=$1 label=$2
   if [ "$server" = switchyard ]; then
-    taskset -c 0 "$SWITCHYARD_BIN" --http "127.0.0.1:$HTTP_PORT" --media "127.0.0.1:$MEDIA_PORT" \
+    taskset -c "$SERVER_CPUS" "$SWITCHYARD_BIN" --http "127.0.0.1:$HTTP_PORT" --media "127.0.0.1:$MEDIA_PORT" \
       --max-participants-per-room 500 >"$WORK/$label-server.log" 2>&1 &
     SERVER_PID=$!
     wait_for_port 127.0.0.1 "$HTTP_PORT"
   else
-    taskset -c 0 janus --configs-folder="$JANUS_DIR" --config="$JANUS_DIR/janus.jcfg" \
+    taskset -c "$SERVER_CPUS" janus --configs-folder="$JANUS_DIR" --config="$JANUS_DIR/janus.jcfg" \
       >"$WORK/$label-server.log" 2>&1 &
     SERVER_PID=$!
     wait_for_port "$TEST_IP" "$JANUS_WS_PORT"
@@ -227,7 +232,7 @@ measure() {
   echo "==> $server, $scenario $count (load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
   start_server "$server" "$label"
   local status=0
-  taskset -c 1 "$LOADGEN_BIN" "${target[@]}" "${shape[@]}" --server-pid "$SERVER_PID" \
+  taskset -c "$LOADGEN_CPUS" "$LOADGEN_BIN" "${target[@]}" "${shape[@]}" --server-pid "$SERVER_PID" \
     --duration "$DURATION" --warmup "$WARMUP" --video-kbps "$VIDEO_KBPS" --json \
     >"$WORK/$label.out" 2>"$WORK/$label-loadgen.log" || status=$?
   stop_server
