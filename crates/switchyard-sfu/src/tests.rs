@@ -403,3 +403,125 @@ fn every_request_gets_one_reply_with_its_id() {
         }
     ));
 }
+
+/// Returns a VP8 track of `speaker` on shard 1, as shard 1 announces it.
+fn remote_video_track(global: u64) -> crate::remote::RemoteTrack {
+    let codec = rtc::rtp_transceiver::rtp_sender::RTCRtpCodec {
+        mime_type: "video/VP8".into(),
+        clock_rate: 90_000,
+        ..Default::default()
+    };
+    crate::remote::RemoteTrack {
+        global,
+        shard: 1,
+        room: "spread".into(),
+        publisher_id: "speaker".into(),
+        track_id: "TR_remote".into(),
+        kind: switchyard_proto::TrackKind::Video,
+        codec: codec.clone(),
+        incoming_codecs: vec![(96, codec)],
+    }
+}
+
+/// Returns a harness for shard 0 of two.
+fn first_of_two_shards() -> Harness {
+    let mut harness = Harness::new();
+    harness.sfu.shards = 2;
+    harness
+}
+
+#[test]
+fn remote_track_reaches_members_and_late_joiners() {
+    use crate::remote::ShardMessage;
+    let mut h = first_of_two_shards();
+    let mut viewer = h.join("spread", "viewer");
+    let global = (1 << 48) | 1;
+    h.sfu.handle_shard_message(
+        h.now,
+        ShardMessage::TrackAdded(Box::new(remote_video_track(global))),
+    );
+    let announced = |messages: &[ServerMessage]| {
+        messages.iter().any(|message| {
+            matches!(message, ServerMessage::TrackAdded { participant_id, track_id, .. }
+                if participant_id == "speaker" && track_id == "TR_remote")
+        })
+    };
+    assert!(announced(&drain(&mut viewer)), "a member gets the track");
+
+    let mut late = h.join("spread", "late-viewer");
+    assert!(announced(&drain(&mut late)), "a later member gets it too");
+    let mut elsewhere = h.join("other-room", "stranger");
+    assert!(!announced(&drain(&mut elsewhere)), "another room does not");
+
+    // A keyframe request for the track goes to its shard.
+    let viewer_key = h.sfu.keys_by_id["viewer"];
+    h.sfu.request_keyframes_for_subscriber(h.now, viewer_key);
+    let requests: Vec<_> = h
+        .sfu
+        .shard_out
+        .drain(..)
+        .filter(|(shard, message)| {
+            *shard == 1
+                && matches!(message, ShardMessage::KeyframeRequest { global: g } if *g == global)
+        })
+        .collect();
+    assert_eq!(requests.len(), 1);
+
+    h.sfu
+        .handle_shard_message(h.now, ShardMessage::TrackRemoved { global });
+    for id in ["viewer", "late-viewer"] {
+        let key = h.sfu.keys_by_id[id];
+        assert!(
+            h.sfu.participants[&key].subscriptions.is_empty(),
+            "{id} still subscribes to the removed track"
+        );
+    }
+    assert!(h.sfu.remote.publishers.is_empty());
+}
+
+#[test]
+fn unknown_remote_messages_are_ignored() {
+    use crate::remote::ShardMessage;
+    let mut h = first_of_two_shards();
+    let _viewer = h.join("spread", "viewer");
+    let packet = rtc::rtp::Packet {
+        header: rtc::rtp::header::Header {
+            version: 2,
+            payload_type: 96,
+            ..Default::default()
+        },
+        payload: bytes::Bytes::from_static(&[1, 2, 3]),
+    };
+    for message in [
+        ShardMessage::Rtp {
+            global: 7,
+            packet: packet.clone(),
+        },
+        ShardMessage::TrackRemoved { global: 7 },
+        ShardMessage::KeyframeRequest { global: 7 },
+    ] {
+        h.sfu.handle_shard_message(h.now, message);
+    }
+    assert!(h.sfu.poll_transmit().is_none());
+    assert!(h.sfu.shard_out.is_empty());
+
+    // RTP of a known track with a payload type its publisher never negotiated is counted.
+    h.sfu.handle_shard_message(
+        h.now,
+        ShardMessage::TrackAdded(Box::new(remote_video_track(8))),
+    );
+    let mut unknown_type = packet;
+    unknown_type.header.payload_type = 111;
+    h.sfu.handle_shard_message(
+        h.now,
+        ShardMessage::Rtp {
+            global: 8,
+            packet: unknown_type,
+        },
+    );
+    let dropped = h.sfu.counters.snapshot().dropped_packets;
+    assert!(
+        dropped.contains(&("unknown_payload_type", 1)),
+        "{dropped:?}"
+    );
+}
