@@ -8,9 +8,8 @@ mod support;
 
 use switchyard_proto::{ServerMessage, Target};
 
-use support::checks::{check_packet, check_tracks_announced};
+use support::checks::receive_checked;
 use support::client::{connection_reached, subscriber_answer_id, Event, Participant};
-use support::media::MediaSender;
 use support::namespace::run_on_loopback_only;
 use support::server::TestServer;
 
@@ -72,8 +71,14 @@ async fn scenario() {
     }
 
     // Media flows in both directions.
-    receive_from(&mut newcomer, &first.id, &first_sender).await;
-    receive_from(&mut first, &newcomer.id, &newcomer_sender).await;
+    receive_checked(&mut newcomer, &first.id, PACKETS_PER_TRACK, &first_sender).await;
+    receive_checked(
+        &mut first,
+        &newcomer.id,
+        PACKETS_PER_TRACK,
+        &newcomer_sender,
+    )
+    .await;
 
     check_replies(&newcomer, OFFER_ID, "answer");
     check_replies(&newcomer, &answer_id, "ok");
@@ -114,17 +119,4 @@ fn check_replies(participant: &Participant, request_id: &str, expected: &str) {
         participant.name,
         participant.transcript()
     );
-}
-
-/// Receives and checks `PACKETS_PER_TRACK` packets per track of `publisher_id` on `subscriber`.
-async fn receive_from(subscriber: &mut Participant, publisher_id: &str, sender: &MediaSender) {
-    let name = subscriber.name.clone();
-    let tracks = subscriber
-        .receive_media(PACKETS_PER_TRACK, |packet| {
-            check_packet(&name, publisher_id, packet);
-        })
-        .await
-        .unwrap_or_else(|failure| panic!("{failure}\n{}", sender.status()));
-    subscriber.record_queued_events();
-    check_tracks_announced(subscriber, publisher_id, &tracks);
 }

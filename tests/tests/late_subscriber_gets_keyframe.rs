@@ -7,9 +7,8 @@ mod support;
 
 use switchyard_proto::Target;
 
-use support::checks::{check_packet, check_tracks_announced};
+use support::checks::receive_checked;
 use support::client::{connection_reached, Participant};
-use support::media::MediaSender;
 use support::namespace::run_on_loopback_only;
 use support::server::TestServer;
 
@@ -36,7 +35,7 @@ async fn scenario() {
     let mut publisher = Participant::join(server.http_addr, ROOM, "publisher").await;
     let mut sender = publisher.publish().await;
     let mut early = Participant::join(server.http_addr, ROOM, "early-subscriber").await;
-    receive_from(&mut early, &publisher.id, &sender, WARM_UP_PACKETS).await;
+    receive_checked(&mut early, &publisher.id, WARM_UP_PACKETS, &sender).await;
 
     let before = sender.keyframe_requests.pli_count();
     let mut late = Participant::join(server.http_addr, ROOM, "late-subscriber").await;
@@ -49,7 +48,7 @@ async fn scenario() {
         .keyframe_requests
         .wait_for_pli_above(before, "a PLI after the late subscriber connected")
         .await;
-    receive_from(&mut late, &publisher.id, &sender, PACKETS_PER_TRACK).await;
+    receive_checked(&mut late, &publisher.id, PACKETS_PER_TRACK, &sender).await;
 
     let foreign = sender.keyframe_requests.counts().foreign;
     assert!(
@@ -66,22 +65,4 @@ async fn scenario() {
         subscriber.close().await;
     }
     server.stop().await;
-}
-
-/// Receives and checks `count` packets per track of `publisher_id` on `subscriber`.
-async fn receive_from(
-    subscriber: &mut Participant,
-    publisher_id: &str,
-    sender: &MediaSender,
-    count: usize,
-) {
-    let name = subscriber.name.clone();
-    let tracks = subscriber
-        .receive_media(count, |packet| {
-            check_packet(&name, publisher_id, packet);
-        })
-        .await
-        .unwrap_or_else(|failure| panic!("{failure}\n{}", sender.status()));
-    subscriber.record_queued_events();
-    check_tracks_announced(subscriber, publisher_id, &tracks);
 }

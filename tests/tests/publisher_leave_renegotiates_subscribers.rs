@@ -10,9 +10,8 @@ use std::sync::Arc;
 
 use switchyard_proto::ServerMessage;
 
-use support::checks::{check_packet, check_tracks_announced};
+use support::checks::receive_checked;
 use support::client::{Event, Participant, RemoteTrack};
-use support::media::MediaSender;
 use support::namespace::run_on_loopback_only;
 use support::server::TestServer;
 
@@ -40,7 +39,7 @@ async fn scenario() {
     let sender = first.publish().await;
     let mut first_tracks = Vec::new();
     for subscriber in &mut subscribers {
-        first_tracks.push(receive_from(subscriber, &first.id, &sender).await);
+        first_tracks.push(receive_checked(subscriber, &first.id, PACKETS_PER_TRACK, &sender).await);
     }
 
     // The first publisher leaves; each subscriber loses its tracks through a new offer.
@@ -56,7 +55,7 @@ async fn scenario() {
     let sender = second.publish().await;
     for subscriber in &mut subscribers {
         subscriber.discard_received_media();
-        let tracks = receive_from(subscriber, &second.id, &sender).await;
+        let tracks = receive_checked(subscriber, &second.id, PACKETS_PER_TRACK, &sender).await;
         for track in &tracks {
             assert!(
                 !first_tracks
@@ -77,24 +76,6 @@ async fn scenario() {
         subscriber.close().await;
     }
     server.stop().await;
-}
-
-/// Receives and checks both tracks of `publisher_id` on `subscriber`, and returns them.
-async fn receive_from(
-    subscriber: &mut Participant,
-    publisher_id: &str,
-    sender: &MediaSender,
-) -> Vec<Arc<RemoteTrack>> {
-    let name = subscriber.name.clone();
-    let tracks = subscriber
-        .receive_media(PACKETS_PER_TRACK, |packet| {
-            check_packet(&name, publisher_id, packet);
-        })
-        .await
-        .unwrap_or_else(|failure| panic!("{failure}\n{}", sender.status()));
-    subscriber.record_queued_events();
-    check_tracks_announced(subscriber, publisher_id, &tracks);
-    tracks
 }
 
 /// Waits until `subscriber` has seen `participant_left` for `publisher_id`, `track_removed` for

@@ -15,7 +15,7 @@ use switchyard_proto::TrackKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use support::checks::{check_packet, check_tracks_announced, wait_for_tracks_removed};
+use support::checks::{check_packet, receive_checked, wait_for_tracks_removed};
 use support::client::{Participant, RemoteTrack};
 use support::media::MediaSender;
 use support::namespace::run_on_loopback_only;
@@ -50,12 +50,12 @@ async fn scenario() {
 
     let mut tracks = Vec::new();
     for subscriber in &mut subscribers {
-        tracks.push(receive_from(subscriber, &publisher.id, &sender).await);
+        tracks.push(receive_checked(subscriber, &publisher.id, PACKETS_PER_TRACK, &sender).await);
     }
 
     // A member who joins after the tracks started gets them on its own worker too.
     let mut late = Participant::join(server.http_addr, ROOM, "viewer-4").await;
-    tracks.push(receive_from(&mut late, &publisher.id, &sender).await);
+    tracks.push(receive_checked(&mut late, &publisher.id, PACKETS_PER_TRACK, &sender).await);
     subscribers.push(late);
 
     let copies = metric(&server, "switchyard_sfu_rtp_shard_copies_total").await;
@@ -95,24 +95,6 @@ async fn scenario() {
         subscriber.close().await;
     }
     server.stop().await;
-}
-
-/// Receives and checks both tracks of `publisher_id` on `subscriber`, and returns them.
-async fn receive_from(
-    subscriber: &mut Participant,
-    publisher_id: &str,
-    sender: &MediaSender,
-) -> Vec<Arc<RemoteTrack>> {
-    let name = subscriber.name.clone();
-    let tracks = subscriber
-        .receive_media(PACKETS_PER_TRACK, |packet| {
-            check_packet(&name, publisher_id, packet);
-        })
-        .await
-        .unwrap_or_else(|failure| panic!("{failure}\n{}", sender.status()));
-    subscriber.record_queued_events();
-    check_tracks_announced(subscriber, publisher_id, &tracks);
-    tracks
 }
 
 /// Receives more media on `subscriber` and returns its video track and the SSRC the server

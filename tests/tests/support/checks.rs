@@ -6,7 +6,28 @@ use std::sync::Arc;
 use switchyard_proto::{ServerMessage, TrackKind};
 
 use crate::support::client::{Event, Participant, ReceivedPacket, RemoteTrack};
-use crate::support::media::check_payload;
+use crate::support::media::{check_payload, MediaSender};
+
+/// Receives `packets` verified packets per track of `publisher_id` on `subscriber`, checks
+/// that each track was announced, and returns the tracks. A failure panics with the sender's
+/// status.
+pub async fn receive_checked(
+    subscriber: &mut Participant,
+    publisher_id: &str,
+    packets: usize,
+    sender: &MediaSender,
+) -> Vec<Arc<RemoteTrack>> {
+    let name = subscriber.name.clone();
+    let tracks = subscriber
+        .receive_media(packets, |packet| {
+            check_packet(&name, publisher_id, packet);
+        })
+        .await
+        .unwrap_or_else(|failure| panic!("{failure}\n{}", sender.status()));
+    subscriber.record_queued_events();
+    check_tracks_announced(subscriber, publisher_id, &tracks);
+    tracks
+}
 
 /// Checks one forwarded packet: stream id, payload type against the subscriber's negotiated
 /// codecs, and payload bytes.
