@@ -130,6 +130,14 @@ fn keyframe_request_ssrcs(packets: &[Box<dyn RtcpPacket>]) -> Vec<u32> {
     ssrcs
 }
 
+/// Returns the codec negotiated for `payload_type` among a publisher's `codecs`.
+pub(crate) fn codec_of(codecs: &[(u8, RTCRtpCodec)], payload_type: u8) -> Option<RTCRtpCodec> {
+    codecs
+        .iter()
+        .find(|(pt, _)| *pt == payload_type)
+        .map(|(_, codec)| codec.clone())
+}
+
 fn is_same_codec(a: &RTCRtpCodec, b: &RTCRtpCodec) -> bool {
     a.mime_type.eq_ignore_ascii_case(&b.mime_type)
 }
@@ -248,12 +256,7 @@ impl Sfu {
             return;
         };
         let payload_type = packet.header.payload_type;
-        let Some(codec) = track
-            .incoming_codecs
-            .iter()
-            .find(|(pt, _)| *pt == payload_type)
-            .map(|(_, codec)| codec.clone())
-        else {
+        let Some(codec) = codec_of(&track.incoming_codecs, payload_type) else {
             trace!(payload_type, "RTP with unnegotiated payload type dropped");
             self.counters.rtp_dropped(DropReason::UnknownPayloadType);
             return;

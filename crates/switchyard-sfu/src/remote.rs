@@ -13,7 +13,7 @@ use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use switchyard_proto::TrackKind;
 use tracing::{debug, trace};
 
-use crate::forward::Outgoing;
+use crate::forward::{codec_of, Outgoing};
 use crate::metrics::DropReason;
 use crate::sfu::{ParticipantKey, Sfu};
 
@@ -176,12 +176,7 @@ impl Sfu {
             return;
         };
         let payload_type = packet.header.payload_type;
-        let Some(codec) = track
-            .incoming_codecs
-            .iter()
-            .find(|(pt, _)| *pt == payload_type)
-            .map(|(_, codec)| codec.clone())
-        else {
+        let Some(codec) = codec_of(&track.incoming_codecs, payload_type) else {
             self.counters.rtp_dropped(DropReason::UnknownPayloadType);
             return;
         };
