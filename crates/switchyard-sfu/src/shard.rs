@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::RwLock;
 
 use crate::stun;
@@ -26,6 +27,9 @@ pub(crate) struct ShardRoutes {
     by_address: RwLock<HashMap<SocketAddr, usize>>,
     /// Members of each room on each shard, indexed by shard.
     rooms: RwLock<HashMap<String, Vec<u32>>>,
+    /// Rooms with members on more than one shard. While there are none, forwarding skips the
+    /// lookup in `rooms`.
+    spread_rooms: AtomicUsize,
 }
 
 impl ShardRoutes {
@@ -82,7 +86,11 @@ impl ShardRoutes {
                 .min_by_key(|shard| counts[*shard])
                 .unwrap_or(home)
         };
+        let was_spread = shards_with_members(counts) > 1;
         counts[shard] += 1;
+        if !was_spread && shards_with_members(counts) > 1 {
+            self.spread_rooms.fetch_add(1, Ordering::Relaxed);
+        }
         (shard, created)
     }
 
@@ -93,8 +101,12 @@ impl ShardRoutes {
         let Some(counts) = rooms.get_mut(room) else {
             return false;
         };
+        let was_spread = shards_with_members(counts) > 1;
         if let Some(count) = counts.get_mut(shard) {
             *count = count.saturating_sub(1);
+        }
+        if was_spread && shards_with_members(counts) < 2 {
+            self.spread_rooms.fetch_sub(1, Ordering::Relaxed);
         }
         let empty = counts.iter().all(|count| *count == 0);
         if empty {
@@ -107,6 +119,9 @@ impl ShardRoutes {
     /// of `room`.
     pub fn other_shards_of_room(&self, room: &str, except: usize, shards: &mut Vec<usize>) {
         shards.clear();
+        if self.spread_rooms.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         if let Some(counts) = read(&self.rooms).get(room) {
             shards.extend(
                 counts
@@ -117,6 +132,11 @@ impl ShardRoutes {
             );
         }
     }
+}
+
+/// Counts the shards with at least one member.
+fn shards_with_members(counts: &[u32]) -> usize {
+    counts.iter().filter(|count| **count > 0).count()
 }
 
 /// Returns the shard that owns a room, out of `shards`.
@@ -189,6 +209,24 @@ mod tests {
             "an emptied room is created again"
         );
         assert!(!routes.leave("unknown", 0));
+    }
+
+    #[test]
+    fn unspread_rooms_skip_the_lookup() {
+        let routes = ShardRoutes::default();
+        let home = shard_of_room("pair", 2);
+        let mut others = Vec::new();
+        routes.place("pair", 2, 1);
+        assert_eq!(routes.spread_rooms.load(Ordering::Relaxed), 0);
+        let (second, _) = routes.place("pair", 2, 1);
+        assert_ne!(second, home);
+        assert_eq!(routes.spread_rooms.load(Ordering::Relaxed), 1);
+        routes.other_shards_of_room("pair", home, &mut others);
+        assert_eq!(others, [second]);
+        routes.leave("pair", second);
+        assert_eq!(routes.spread_rooms.load(Ordering::Relaxed), 0);
+        routes.other_shards_of_room("pair", home, &mut others);
+        assert!(others.is_empty());
     }
 
     #[test]
