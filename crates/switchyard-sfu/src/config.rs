@@ -29,6 +29,11 @@ pub struct SfuConfig {
     /// tasks. A spread room's RTP crosses between tasks, which costs a little CPU per packet,
     /// so small rooms stay on one task. Default 8.
     pub room_spread_after: usize,
+    /// Whether the DTLS handshake offers only the SRTP profile `SRTP_AEAD_AES_128_GCM`. Chrome lists
+    /// AES-CM with HMAC-SHA1 first and AES-256-GCM before AES-128-GCM, so without this it uses
+    /// AES-CM, and with every AES-GCM profile offered it uses AES-256-GCM. A client without
+    /// AES-128-GCM cannot connect then. Default false.
+    pub srtp_aead_only: bool,
 }
 
 impl Default for SfuConfig {
@@ -41,6 +46,7 @@ impl Default for SfuConfig {
             ice_keepalive_interval: Duration::from_secs(2),
             workers: std::thread::available_parallelism().map_or(1, usize::from),
             room_spread_after: 8,
+            srtp_aead_only: false,
         }
     }
 }

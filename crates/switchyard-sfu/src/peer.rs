@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rtc::crypto::SignatureScheme;
+use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
 use rtc::interceptor::{NackResponderBuilder, SenderReportBuilder};
 use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
@@ -232,14 +233,17 @@ pub(crate) fn build_peer_connection(
         PeerRole::Subscriber => subscriber_interceptors(registry, &mut media_engine)?,
     };
 
-    let setting_engine = SettingEngineBuilder::new()
+    let mut setting_engine = SettingEngineBuilder::new()
         .with_ice_credentials(credentials.ufrag.clone(), credentials.pwd.clone())
         .with_ice_timeouts(
             Some(config.ice_disconnected_timeout),
             Some(config.ice_failed_timeout),
             Some(config.ice_keepalive_interval),
-        )
-        .build();
+        );
+    if config.srtp_aead_only {
+        setting_engine = setting_engine.with_srtp_protection_profiles(AEAD_SRTP_PROFILES.to_vec());
+    }
+    let setting_engine = setting_engine.build();
 
     RTCPeerConnectionBuilder::new()
         .with_configuration(
@@ -252,6 +256,13 @@ pub(crate) fn build_peer_connection(
         .with_interceptor_registry(registry)
         .build(now)
 }
+
+/// SRTP profile of [`SfuConfig::srtp_aead_only`]. In the DTLS handshake `rtc-dtls` as the
+/// server takes the client's first profile that it supports, and BoringSSL (Chrome) takes its
+/// own first one. Chrome lists AES-CM first and AES-256-GCM before AES-128-GCM, so it uses
+/// AES-128-GCM only when the SFU offers nothing else.
+const AEAD_SRTP_PROFILES: [SrtpProtectionProfile; 1] =
+    [SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm];
 
 /// Adds the interceptors of a connection that only sends RTP: the NACK responder, which resends
 /// what a subscriber reports lost, and sender reports. The video codecs already carry the `nack`

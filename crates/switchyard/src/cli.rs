@@ -259,6 +259,17 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_ROOM_SPREAD_AFTER", value_name = "COUNT")]
     pub room_spread_after: Option<usize>,
 
+    /// Offer only the SRTP profile AEAD_AES_128_GCM, so that browsers, which list AES-CM first,
+    /// use it. A client without it cannot connect. The environment variable accepts true,
+    /// false, yes, no, on, off, 1 and 0
+    #[arg(
+        long,
+        env = "SWITCHYARD_SRTP_AEAD_ONLY",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    #[serde(default)]
+    pub srtp_aead_only: bool,
+
     /// TOML file with the settings of the bundled STUN/TURN relay, in the format of
     /// `switchyard turn --config`. The relay always allows the SFU's media address as a peer,
     /// and gets a random secret for the credentials in `joined.iceServers` when the file sets
@@ -371,7 +382,8 @@ pub struct ServeArgs {
     #[serde(default)]
     pub allowed_origin: Vec<String>,
 
-    /// TOML file with any of the keys http, media, media-workers, room-spread-after, public-ip, ice-server (a list),
+    /// TOML file with any of the keys http, media, media-workers, room-spread-after,
+    /// srtp-aead-only, public-ip, ice-server (a list),
     /// max-message-size, outbound-queue, ice-disconnected-timeout, ice-failed-timeout,
     /// reconnect-grace, drain-delay, outbox-messages, outbox-age, ping-interval, ping-timeout,
     /// duplicate-identity, api-key (a list), max-messages-per-second,
@@ -427,6 +439,7 @@ impl ServeArgs {
             ice_failed_timeout: self.ice_failed_timeout.or(lower.ice_failed_timeout),
             media_workers: self.media_workers.or(lower.media_workers),
             room_spread_after: self.room_spread_after.or(lower.room_spread_after),
+            srtp_aead_only: self.srtp_aead_only || lower.srtp_aead_only,
             reconnect_grace: self.reconnect_grace.or(lower.reconnect_grace),
             drain_delay: self.drain_delay.or(lower.drain_delay),
             outbox_messages: self.outbox_messages.or(lower.outbox_messages),

@@ -144,6 +144,8 @@ pub struct ServerConfig {
     /// Members of one room on its home SFU task before the room spreads over the others.
     /// Default 8.
     pub room_spread_after: usize,
+    /// Whether the SFU offers only the SRTP profile AEAD_AES_128_GCM. Default false.
+    pub srtp_aead_only: bool,
     /// Time a participant whose connection dropped stays in the room, waiting for a resume.
     /// Zero removes it at once. Default 20 seconds.
     pub reconnect_grace: Duration,
@@ -200,6 +202,7 @@ impl Default for ServerConfig {
             ice_failed_timeout: sfu.ice_failed_timeout,
             media_workers: sfu.workers,
             room_spread_after: sfu.room_spread_after,
+            srtp_aead_only: sfu.srtp_aead_only,
             reconnect_grace: signal.reconnect_grace,
             outbox_messages: signal.outbox_messages,
             outbox_age: signal.outbox_age,
@@ -254,6 +257,7 @@ impl ServerConfig {
                 .map_or(defaults.ice_failed_timeout, Duration::from_secs),
             media_workers: args.media_workers.unwrap_or(defaults.media_workers),
             room_spread_after: args.room_spread_after.unwrap_or(defaults.room_spread_after),
+            srtp_aead_only: args.srtp_aead_only,
             reconnect_grace: args
                 .reconnect_grace
                 .map_or(defaults.reconnect_grace, Duration::from_secs),
@@ -442,6 +446,7 @@ impl ServerConfig {
             ice_failed_timeout: self.ice_failed_timeout,
             workers: self.media_workers,
             room_spread_after: self.room_spread_after,
+            srtp_aead_only: self.srtp_aead_only,
             ..SfuConfig::default()
         }
     }
@@ -531,6 +536,7 @@ mod tests {
         assert_eq!(config.ice_disconnected_timeout, Duration::from_secs(5));
         assert_eq!(config.ice_failed_timeout, Duration::from_secs(25));
         assert_eq!(config.room_spread_after, 8);
+        assert!(!config.srtp_aead_only);
     }
 
     #[test]
@@ -547,6 +553,7 @@ mod tests {
             ice-disconnected-timeout = 3
             ice-failed-timeout = 7
             room-spread-after = 3
+            srtp-aead-only = true
             "#,
         );
         let args = ServeArgs {
@@ -573,6 +580,7 @@ mod tests {
         assert_eq!(config.ice_disconnected_timeout, Duration::from_secs(3));
         assert_eq!(config.ice_failed_timeout, Duration::from_secs(9));
         assert_eq!(config.room_spread_after, 3);
+        assert!(config.srtp_aead_only);
     }
 
     #[test]

@@ -82,6 +82,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ice_failed_timeout = ?config.ice_failed_timeout,
         media_workers = config.media_workers,
         room_spread_after = config.room_spread_after,
+        srtp_aead_only = config.srtp_aead_only,
         worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
         reconnect_grace = ?config.reconnect_grace,
         drain_delay = ?config.drain_delay,
