@@ -92,6 +92,9 @@ pub struct Allocation {
     pub pending: Option<PendingAllocate>,
     /// Transaction id of the Allocate request, to recognize retransmissions.
     pub allocate_transaction: [u8; 12],
+    /// RESERVATION-TOKEN sent in the success response, sent again to a retransmission while
+    /// the reservation lasts.
+    pub reservation_token: Option<[u8; 8]>,
 }
 
 impl Allocation {

@@ -239,7 +239,10 @@ impl Core {
             .as_ref()
             .map(|auth| auth.username.clone())
             .unwrap_or_default();
-        if self.over_quota(&username) {
+        // An Allocate with a token takes over the reservation's place in the quotas, and one
+        // that reserves a port needs a place for the reservation too.
+        let places = if even_port == Some(true) { 2 } else { 1 };
+        if token.is_none() && self.over_quota(&username, places) {
             self.counters.quota_rejection();
             debug!(client = %request.from.remote, user = %username, "rejected Allocate over quota");
             return reply_error(out, request, 486);
@@ -251,10 +254,16 @@ impl Core {
                 let Ok(token): Result<[u8; 8], _> = value.try_into() else {
                     return reply_error(out, request, 400);
                 };
-                match self.reservations.remove(&token) {
-                    Some(reservation) => (reservation.addr.ip(), reservation.addr.port(), true),
-                    None => return reply_error(out, request, 508),
+                let Some(reservation) = self.reservations.remove(&token) else {
+                    return reply_error(out, request, 508);
+                };
+                self.release_reservation_quota(&reservation.username);
+                if now.instant >= reservation.expires {
+                    // Expired but not yet swept.
+                    self.release_reserved_port(reservation.addr);
+                    return reply_error(out, request, 508);
                 }
+                (reservation.addr.ip(), reservation.addr.port(), true)
             }
             None => {
                 let pool = if ipv6 {
@@ -306,6 +315,7 @@ impl Core {
             to_client_budget: budget,
             pending: Some(pending),
             allocate_transaction: message.transaction_id(),
+            reservation_token: None,
         };
         self.allocations.insert(relay, allocation);
         self.by_client.insert(request.from, relay);
@@ -338,30 +348,43 @@ impl Core {
         writer.xor_address(ATTR_XORMAPPED_ADDRESS, allocation.client.remote);
         let remaining = allocation.expires.saturating_duration_since(now.instant);
         writer.attr_u32(ATTR_LIFETIME, remaining.as_secs() as u32);
+        // A client whose first success response was lost still needs the token.
+        if let Some(token) = allocation.reservation_token {
+            if self.reservations.contains_key(&token) {
+                writer.attr(ATTR_RESERVATION_TOKEN, &token);
+            }
+        }
         finish(writer, request);
         ClientOutput::Reply
     }
 
-    fn over_quota(&self, username: &str) -> bool {
+    /// True when `places` more allocations would exceed the total or the user's quota. A port
+    /// reserved with EVEN-PORT counts as an allocation until its token is used or it expires,
+    /// so a user cannot hold ports beyond the quota by allocating with the R bit and deleting.
+    fn over_quota(&self, username: &str, places: u32) -> bool {
         let total = self.config.total_quota;
-        if total > 0 && self.allocations.len() >= total as usize {
+        let held = self.allocations.len() + self.reservations.len();
+        if total > 0 && held + places as usize > total as usize {
             return true;
         }
         let per_user = self.config.user_quota;
-        per_user > 0 && self.by_user.get(username).copied().unwrap_or(0) >= per_user
+        per_user > 0 && self.by_user.get(username).copied().unwrap_or(0) + places > per_user
     }
 
     /// Keeps `addr` for a later Allocate with the returned RESERVATION-TOKEN, for
-    /// [`RESERVATION_LIFETIME`]. The drivers hold its socket meanwhile.
-    pub(super) fn reserve(&mut self, now: Now, addr: SocketAddr) -> [u8; 8] {
+    /// [`RESERVATION_LIFETIME`], and counts it in `username`'s quota. The drivers hold its
+    /// socket meanwhile.
+    pub(super) fn reserve(&mut self, now: Now, addr: SocketAddr, username: &str) -> [u8; 8] {
         let token = self.reservation_token(addr.port(), now);
         self.reservations.insert(
             token,
             Reservation {
                 addr,
                 expires: now.instant + RESERVATION_LIFETIME,
+                username: username.to_owned(),
             },
         );
+        *self.by_user.entry(username.to_owned()).or_default() += 1;
         token
     }
 

@@ -288,10 +288,12 @@ const MAX_LIMITED_SOURCES: usize = 65_536;
 const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
 
 /// A port kept for a later Allocate with RESERVATION-TOKEN.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Reservation {
     addr: SocketAddr,
     expires: Instant,
+    /// User whose quota the reservation counts in.
+    username: String,
 }
 
 /// The TURN server state machine.
@@ -476,11 +478,13 @@ impl Core {
         let chosen = allocation.relay_addr;
         if pending.reserve_next {
             let next = SocketAddr::new(chosen.ip(), chosen.port() + 1);
-            pending.reservation_token = Some(self.reserve(now, next));
+            let username = allocation.username.clone();
+            pending.reservation_token = Some(self.reserve(now, next, &username));
         }
         let Some(allocation) = self.allocations.get_mut(&relay) else {
             return;
         };
+        allocation.reservation_token = pending.reservation_token;
         allocation.relay_addr = bound;
         let advertised_ip = match (bound.ip(), self.config.external_ipv4) {
             (IpAddr::V4(_), Some(external)) => external,
@@ -565,20 +569,18 @@ impl Core {
             }
         }
 
-        let (ports_v4, ports_v6) = (&mut self.ports_v4, &mut self.ports_v6);
-        let commands = &mut self.commands;
-        self.reservations.retain(|_, reservation| {
-            let keep = now < reservation.expires;
-            if !keep {
-                let addr = reservation.addr;
-                match addr {
-                    SocketAddr::V4(_) => ports_v4.release(addr.port()),
-                    SocketAddr::V6(_) => ports_v6.release(addr.port()),
-                }
-                commands.push_back(Command::ReleaseReserved { addr });
+        let expired: Vec<[u8; 8]> = self
+            .reservations
+            .iter()
+            .filter(|(_, reservation)| now >= reservation.expires)
+            .map(|(token, _)| *token)
+            .collect();
+        for token in expired {
+            if let Some(reservation) = self.reservations.remove(&token) {
+                self.release_reservation_quota(&reservation.username);
+                self.release_reserved_port(reservation.addr);
             }
-            keep
-        });
+        }
         self.unauthorized.prune(now);
         for connection in self.tcp.expire(now) {
             self.commands
@@ -631,6 +633,25 @@ impl Core {
                 .push_back(Command::ClosePeerConnection { connection });
         }
         self.commands.push_back(Command::CloseRelay { relay });
+    }
+
+    /// Returns a reserved port to its pool and has the drivers close its socket.
+    fn release_reserved_port(&mut self, addr: SocketAddr) {
+        match addr {
+            SocketAddr::V4(_) => self.ports_v4.release(addr.port()),
+            SocketAddr::V6(_) => self.ports_v6.release(addr.port()),
+        }
+        self.commands.push_back(Command::ReleaseReserved { addr });
+    }
+
+    /// Takes a reservation that ended out of its user's quota.
+    fn release_reservation_quota(&mut self, username: &str) {
+        if let Some(count) = self.by_user.get_mut(username) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.by_user.remove(username);
+            }
+        }
     }
 
     fn retry_bind(&mut self, relay: RelayId) {

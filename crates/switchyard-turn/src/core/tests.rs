@@ -990,8 +990,8 @@ fn even_port_reservation_serves_the_next_allocate() {
     assert_eq!(reply.error_code(), Some(400));
 }
 
-/// Sends an Allocate with EVEN-PORT and the R bit and answers each relay bind with `result`
-/// until the core replies. Returns the binds it asked for and the reply.
+/// Sends an Allocate with EVEN-PORT and the R bit and completes each relay bind with `result`
+/// until the core replies. Returns the binds it requested and the reply.
 fn allocate_reserving(
     h: &mut Harness,
     client: ClientAddr,
@@ -1001,7 +1001,10 @@ fn allocate_reserving(
     let creds = h.alice();
     let attrs = [udp_transport(), (ATTR_EVEN_PORT, vec![0x80])];
     let data = h.build(METHOD_ALLOCATE, CLASS_REQUEST, &attrs, Some(&creds));
-    assert_eq!(h.send(client, &data), ClientOutput::None);
+    // An Allocate rejected before any bind gets its reply at once.
+    if h.send(client, &data) == ClientOutput::Reply {
+        return (Vec::new(), Reply(h.out.clone()));
+    }
     let mut binds = Vec::new();
     for _ in 0..20 {
         for command in h.commands() {
@@ -1024,7 +1027,7 @@ fn allocate_reserving(
 }
 
 #[test]
-fn reservation_binds_the_next_port_and_the_token_takes_it() {
+fn reservation_binds_next_port() {
     let mut h = Harness::new();
     let (binds, reply) = allocate_reserving(&mut h, udp_client(40000), Ok);
     let relay = SocketAddr::from((RELAY_IP, 50000));
@@ -1064,7 +1067,7 @@ fn failed_reservation_bind_retries_another_even_pair() {
     let mut config = test_config();
     config.ports = (50000, 50003);
     let mut h = Harness::with_config(config);
-    // The first pair fails, as when another process holds 50001.
+    // The first pair fails, as when another process has bound 50001.
     let (binds, reply) = allocate_reserving(&mut h, udp_client(40000), |addr| {
         if addr.port() == 50000 {
             Err(std::io::Error::from(std::io::ErrorKind::AddrInUse))
@@ -1118,6 +1121,129 @@ fn failed_reservation_allocate_frees_both_ports() {
     assert_eq!(reply.error_code(), Some(508));
     let (binds, _) = allocate_reserving(&mut h, udp_client(40001), Ok);
     assert_eq!(binds.len(), 1, "both ports are free again");
+}
+
+#[test]
+fn retransmitted_reserving_allocate_repeats_token() {
+    let mut h = Harness::new();
+    let client = udp_client(40000);
+    h.challenge(client);
+    let creds = h.alice();
+    let attrs = [udp_transport(), (ATTR_EVEN_PORT, vec![0x80])];
+    let data = h.build(METHOD_ALLOCATE, CLASS_REQUEST, &attrs, Some(&creds));
+    assert_eq!(h.send(client, &data), ClientOutput::None);
+    let sent = h.complete_binds();
+    let token = sent[0].1.attr(ATTR_RESERVATION_TOKEN).expect("token");
+
+    let again = h.reply(client, &data);
+    assert_eq!(again.class(), CLASS_SUCCESS_RESPONSE);
+    assert_eq!(again.attr(ATTR_RESERVATION_TOKEN), Some(token.clone()));
+
+    // Once the token is used, a retransmission no longer carries it.
+    let second = udp_client(40001);
+    h.challenge(second);
+    let reply = h.allocate_with(
+        second,
+        &[udp_transport(), (ATTR_RESERVATION_TOKEN, token)],
+        &creds,
+    );
+    assert_eq!(reply.class(), CLASS_SUCCESS_RESPONSE);
+    let again = h.reply(client, &data);
+    assert_eq!(again.attr(ATTR_RESERVATION_TOKEN), None);
+}
+
+#[test]
+fn reservations_count_in_user_quota() {
+    let mut config = test_config();
+    config.user_quota = 2;
+    let mut h = Harness::with_config(config);
+    let (_, reply) = allocate_reserving(&mut h, udp_client(40000), Ok);
+    let token = reply.attr(ATTR_RESERVATION_TOKEN).expect("token");
+    let creds = h.alice();
+
+    // One allocation and one reservation fill a quota of two.
+    let third = udp_client(40002);
+    h.challenge(third);
+    let reply = h.allocate_with(third, &[udp_transport()], &creds);
+    assert_eq!(reply.error_code(), Some(486));
+
+    // The token's Allocate takes the reservation's place, so it passes.
+    let second = udp_client(40001);
+    h.challenge(second);
+    let reply = h.allocate_with(
+        second,
+        &[udp_transport(), (ATTR_RESERVATION_TOKEN, token)],
+        &creds,
+    );
+    assert_eq!(reply.class(), CLASS_SUCCESS_RESPONSE);
+    let reply = h.allocate_with(third, &[udp_transport()], &creds);
+    assert_eq!(
+        reply.error_code(),
+        Some(486),
+        "two allocations fill the quota"
+    );
+}
+
+#[test]
+fn reserve_and_delete_cannot_pin_ports() {
+    let mut config = test_config();
+    config.user_quota = 2;
+    let mut h = Harness::with_config(config);
+    let mut reserved = 0;
+    for port in 40000..40004 {
+        let (binds, reply) = allocate_reserving(&mut h, udp_client(port), Ok);
+        if reply.error_code() == Some(486) {
+            continue;
+        }
+        assert_eq!(binds.len(), 1);
+        reserved += 1;
+        let creds = h.alice();
+        h.request(
+            udp_client(port),
+            METHOD_REFRESH,
+            &[lifetime(0)],
+            Some(&creds),
+        );
+    }
+    assert_eq!(
+        reserved, 1,
+        "a deleted allocation leaves its reservation in the quota of two"
+    );
+
+    h.advance(RESERVATION_LIFETIME + SWEEP_INTERVAL);
+    let (_, reply) = allocate_reserving(&mut h, udp_client(40010), Ok);
+    assert_eq!(
+        reply.class(),
+        CLASS_SUCCESS_RESPONSE,
+        "expired reservations free the quota"
+    );
+}
+
+#[test]
+fn expired_token_before_sweep_is_508() {
+    let mut h = Harness::new();
+    let (_, reply) = allocate_reserving(&mut h, udp_client(40000), Ok);
+    let token = reply.attr(ATTR_RESERVATION_TOKEN).expect("token");
+    h.commands();
+    // Past the lifetime, but before the sweep runs.
+    h.now.instant += RESERVATION_LIFETIME;
+    let second = udp_client(40001);
+    h.challenge(second);
+    let creds = h.alice();
+    let data = h.build(
+        METHOD_ALLOCATE,
+        CLASS_REQUEST,
+        &[udp_transport(), (ATTR_RESERVATION_TOKEN, token)],
+        Some(&creds),
+    );
+    let reply = h.reply(second, &data);
+    assert_eq!(reply.error_code(), Some(508));
+    let released: Vec<_> = h
+        .commands()
+        .into_iter()
+        .filter(|command| matches!(command, Command::ReleaseReserved { .. }))
+        .collect();
+    assert_eq!(released.len(), 1, "the held socket is closed");
 }
 
 #[test]
