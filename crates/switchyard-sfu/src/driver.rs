@@ -75,7 +75,7 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
     let mut transmits = Vec::with_capacity(BATCH);
     let mut received_at = Vec::with_capacity(DELAY_SAMPLES);
     loop {
-        send_to_shards(&mut sfu, &mailboxes.links);
+        send_to_shards(&mut sfu, &mailboxes.links, &received_at);
         // Send everything the last step produced before waiting again, in one go so that runs
         // of datagrams to one destination stay whole.
         transmits.extend(std::iter::from_fn(|| sfu.poll_transmit()));
@@ -110,7 +110,7 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
                             datagrams.by_ref().take(DATAGRAMS_PER_DRAIN),
                             &mut received_at,
                         );
-                        send_to_shards(&mut sfu, &mailboxes.links);
+                        send_to_shards(&mut sfu, &mailboxes.links, &received_at);
                         // The copies of a large room leave before the next part of the read
                         // is handled, so its first packets do not wait for all of it.
                         transmits.extend(std::iter::from_fn(|| sfu.poll_transmit()));
@@ -121,25 +121,24 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
                         }
                     }
                 }
+                // The socket branch wins every turn while datagrams keep arriving, so what
+                // other shards sent is taken here as well.
+                handle_mailboxes(&mut sfu, &mut mailboxes, &mut received_at);
             },
-            Some((source, payload, timestamp)) = mailboxes.inbox.recv() => {
-                if sfu.handle_datagram(Instant::now(), source, &payload) {
-                    note_receipt(&mut received_at, &payload, timestamp);
-                } else {
-                    trace!(%source, "datagram for a peer that has left dropped");
-                }
+            Some(datagram) = mailboxes.inbox.recv() => {
+                handle_inbox_datagram(&mut sfu, datagram, &mut received_at);
+                handle_mailboxes(&mut sfu, &mut mailboxes, &mut received_at);
             },
             Some(message) = mailboxes.control.recv() => {
                 sfu.handle_shard_message(Instant::now(), message);
+                handle_mailboxes(&mut sfu, &mut mailboxes, &mut received_at);
             },
             Some(message) = mailboxes.media.recv() => {
-                let now = Instant::now();
                 // A track's RTP is sent after its TrackAdded, but on another channel, so the
                 // track messages that are waiting go first.
-                while let Ok(control) = mailboxes.control.try_recv() {
-                    sfu.handle_shard_message(now, control);
-                }
-                sfu.handle_shard_message(now, message);
+                handle_control(&mut sfu, &mut mailboxes.control);
+                handle_media(&mut sfu, message, &mut received_at);
+                handle_mailboxes(&mut sfu, &mut mailboxes, &mut received_at);
             },
             () = timer => sfu.handle_timeout(Instant::now()),
         }
@@ -147,15 +146,78 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
     info!(shard = sfu.shard, "SFU shard stopped");
 }
 
-/// Sends the messages the shard queued for other shards. RTP that does not fit a full media
-/// inbox is dropped and counted.
-fn send_to_shards(sfu: &mut Sfu, links: &[ShardLink]) {
-    for (shard, message) in sfu.shard_out.drain(..) {
+/// Messages or datagrams taken from each channel from other shards in one call of
+/// [`handle_mailboxes`].
+const MAILBOX_BATCH: usize = 64;
+
+/// Handles, without waiting, what other shards sent: track and keyframe messages first, then
+/// RTP and forwarded datagrams, at most [`MAILBOX_BATCH`] of each. Their output is sent together
+/// at the next turn of the loop.
+fn handle_mailboxes(sfu: &mut Sfu, mailboxes: &mut Mailboxes, received_at: &mut Vec<Duration>) {
+    handle_control(sfu, &mut mailboxes.control);
+    for _ in 0..MAILBOX_BATCH {
+        let Ok(message) = mailboxes.media.try_recv() else {
+            break;
+        };
+        handle_media(sfu, message, received_at);
+    }
+    for _ in 0..MAILBOX_BATCH {
+        let Ok(datagram) = mailboxes.inbox.try_recv() else {
+            break;
+        };
+        handle_inbox_datagram(sfu, datagram, received_at);
+    }
+}
+
+/// Handles up to [`MAILBOX_BATCH`] waiting track and keyframe messages.
+fn handle_control(sfu: &mut Sfu, control: &mut mpsc::UnboundedReceiver<ShardMessage>) {
+    let now = Instant::now();
+    for _ in 0..MAILBOX_BATCH {
+        let Ok(message) = control.try_recv() else {
+            break;
+        };
+        sfu.handle_shard_message(now, message);
+    }
+}
+
+/// Forwards one RTP packet from another shard, and keeps its receive time for the delay
+/// histogram.
+fn handle_media(sfu: &mut Sfu, message: ShardMessage, received_at: &mut Vec<Duration>) {
+    if let ShardMessage::Rtp {
+        received: Some(at), ..
+    } = &message
+    {
+        if received_at.len() < DELAY_SAMPLES {
+            received_at.push(*at);
+        }
+    }
+    sfu.handle_shard_message(Instant::now(), message);
+}
+
+/// Handles a datagram that another shard's socket read for this shard's peers.
+fn handle_inbox_datagram(sfu: &mut Sfu, datagram: Forwarded, received_at: &mut Vec<Duration>) {
+    let (source, payload, timestamp) = datagram;
+    if sfu.handle_datagram(Instant::now(), source, &payload) {
+        note_receipt(received_at, &payload, timestamp);
+    } else {
+        trace!(%source, "datagram for a peer that has left dropped");
+    }
+}
+
+/// Sends the messages the shard queued for other shards. Each RTP packet carries the earliest
+/// receive time in `received_at`, which contains those of the datagrams handled since the last
+/// send. RTP that does not fit a full media inbox is dropped and counted.
+fn send_to_shards(sfu: &mut Sfu, links: &[ShardLink], received_at: &[Duration]) {
+    let earliest = received_at.iter().min().copied();
+    for (shard, mut message) in sfu.shard_out.drain(..) {
         let Some(link) = links.get(shard) else {
             continue;
         };
         match message {
-            ShardMessage::Rtp { .. } => {
+            ShardMessage::Rtp {
+                ref mut received, ..
+            } => {
+                *received = received.or(earliest);
                 if link.media.try_send(message).is_ok() {
                     sfu.counters.shard_copy();
                 } else {

@@ -595,7 +595,8 @@ impl Sfu {
     /// Sends a PLI for one video track to its publisher, at most once per
     /// [`KEYFRAME_REQUEST_INTERVAL`]. A request inside the interval is sent when it ends.
     pub(crate) fn request_keyframe(&mut self, now: Instant, key: ParticipantKey, track_id: &str) {
-        if self.request_remote_keyframe(key, track_id) {
+        if !self.participants.contains_key(&key) {
+            self.request_remote_keyframe(key, track_id);
             return;
         }
         let Some(participant) = self.participants.get_mut(&key) else {

@@ -7,7 +7,7 @@
 //! the same whether the publisher is local or not.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use switchyard_proto::TrackKind;
@@ -25,10 +25,13 @@ pub(crate) enum ShardMessage {
     TrackAdded(Box<RemoteTrack>),
     /// The track with this global id ended.
     TrackRemoved { global: u64 },
-    /// One RTP packet of a track, its header extensions already removed.
+    /// One RTP packet of a track, its header extensions already removed, and the kernel's
+    /// receive time of the earliest RTP datagram of the read it came in, for the delay
+    /// histogram.
     Rtp {
         global: u64,
         packet: rtc::rtp::Packet,
+        received: Option<Duration>,
     },
     /// A subscriber on another shard requests a keyframe of this shard's track.
     KeyframeRequest { global: u64 },
@@ -104,6 +107,7 @@ impl Sfu {
                 ShardMessage::Rtp {
                     global,
                     packet: packet.clone(),
+                    received: None,
                 },
             ));
         }
@@ -115,7 +119,9 @@ impl Sfu {
         match message {
             ShardMessage::TrackAdded(track) => self.add_remote_track(now, *track),
             ShardMessage::TrackRemoved { global } => self.remove_remote_track(now, global),
-            ShardMessage::Rtp { global, packet } => self.forward_remote_rtp(now, global, packet),
+            ShardMessage::Rtp { global, packet, .. } => {
+                self.forward_remote_rtp(now, global, packet)
+            }
             ShardMessage::KeyframeRequest { global } => {
                 let local = self.participants.iter().find_map(|(key, participant)| {
                     participant
@@ -198,21 +204,16 @@ impl Sfu {
         self.rooms.get(room).cloned().unwrap_or_default()
     }
 
-    /// Sends a keyframe request for a track of another shard to that shard. Returns false when
-    /// `publisher` is not the stand-in of a remote publisher.
-    pub(crate) fn request_remote_keyframe(
-        &mut self,
-        publisher: ParticipantKey,
-        track_id: &str,
-    ) -> bool {
+    /// Sends a keyframe request for a video track of another shard to that shard. Does nothing
+    /// when `publisher` is not the stand-in of a remote publisher with that track.
+    pub(crate) fn request_remote_keyframe(&mut self, publisher: ParticipantKey, track_id: &str) {
         let Some(track) = self.remote.find(publisher, track_id) else {
-            return false;
+            return;
         };
         if track.kind == TrackKind::Video {
             let (shard, global) = (track.shard, track.global);
             self.shard_out
                 .push((shard, ShardMessage::KeyframeRequest { global }));
         }
-        true
     }
 }

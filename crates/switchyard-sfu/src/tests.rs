@@ -496,6 +496,7 @@ fn unknown_remote_messages_are_ignored() {
         ShardMessage::Rtp {
             global: 7,
             packet: packet.clone(),
+            received: None,
         },
         ShardMessage::TrackRemoved { global: 7 },
         ShardMessage::KeyframeRequest { global: 7 },
@@ -517,6 +518,7 @@ fn unknown_remote_messages_are_ignored() {
         ShardMessage::Rtp {
             global: 8,
             packet: unknown_type,
+            received: None,
         },
     );
     let dropped = h.sfu.counters.snapshot().dropped_packets;

@@ -26,6 +26,16 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("failed to build the tokio runtime")
 }
 
+/// Reads a count from the environment variable `name`. A value that is not a positive
+/// number fails the scenario, so that a typo does not silently test the defaults.
+fn env_override(name: &str) -> Option<usize> {
+    let value = std::env::var(name).ok()?;
+    match value.parse() {
+        Ok(count) if count > 0 => Some(count),
+        _ => panic!("{name} must be a positive number, not {value:?}"),
+    }
+}
+
 /// A running server and the token that stops it.
 pub struct TestServer {
     pub http_addr: SocketAddr,
@@ -43,12 +53,22 @@ impl TestServer {
 
     /// Starts the server with `config`, except that HTTP and media listen on 127.0.0.1, port 0,
     /// and the bundled TURN relay is off, because these clients ignore `iceServers`.
+    ///
+    /// `E2E_MEDIA_WORKERS` in the environment raises the config's SFU workers to at least that
+    /// many, and `E2E_ROOM_SPREAD_AFTER` replaces its room spread limit. With 2 and 1, every
+    /// scenario's rooms span at least two workers.
     pub async fn start_with(config: ServerConfig) -> TestServer {
         let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         let config = ServerConfig {
             http: loopback,
             media: loopback,
             turn: None,
+            media_workers: env_override("E2E_MEDIA_WORKERS")
+                .map_or(config.media_workers, |workers| {
+                    workers.max(config.media_workers)
+                }),
+            room_spread_after: env_override("E2E_ROOM_SPREAD_AFTER")
+                .unwrap_or(config.room_spread_after),
             ..config
         };
         let shutdown = CancellationToken::new();
