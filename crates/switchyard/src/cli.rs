@@ -255,7 +255,7 @@ pub struct ServeArgs {
     pub media_workers: Option<usize>,
 
     /// Members of one room that its home SFU task takes before later members go to the task
-    /// with the fewest of the room, so that a large room uses several CPUs [default: 8]
+    /// with the fewest of the room, so that a large room uses several CPUs [default: 50]
     #[arg(long, env = "SWITCHYARD_ROOM_SPREAD_AFTER", value_name = "COUNT")]
     pub room_spread_after: Option<usize>,
 

@@ -142,7 +142,7 @@ pub struct ServerConfig {
     /// Number of SFU tasks sharing the media address. Default: the number of CPUs.
     pub media_workers: usize,
     /// Members of one room on its home SFU task before the room spreads over the others.
-    /// Default 8.
+    /// Default 50.
     pub room_spread_after: usize,
     /// Whether the SFU offers only the SRTP profile AEAD_AES_128_GCM. Default false.
     pub srtp_aead_only: bool,
@@ -535,7 +535,7 @@ mod tests {
         assert_eq!(config.outbound_queue, 256);
         assert_eq!(config.ice_disconnected_timeout, Duration::from_secs(5));
         assert_eq!(config.ice_failed_timeout, Duration::from_secs(25));
-        assert_eq!(config.room_spread_after, 8);
+        assert_eq!(config.room_spread_after, 50);
         assert!(!config.srtp_aead_only);
     }
 
