@@ -144,9 +144,16 @@ run_step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 run_step "cargo build --release" cargo build --release --workspace
 run_step "cargo test --no-run" cargo test --workspace --no-run
 run_step "cargo test (loopback only)" in_loopback_namespace cargo test --workspace --offline
+# The end-to-end scenarios again, with every room spread over two SFU workers. They are named
+# one by one beside --workspace, so that cargo reuses the build above: `-p switchyard-e2e`
+# alone would resolve other features and rebuild tokio and the crates above it.
+E2E_TARGETS=()
+for scenario in tests/tests/*.rs; do
+  E2E_TARGETS+=(--test "$(basename "$scenario" .rs)")
+done
 run_step "SFU end-to-end tests with every room across two workers (loopback only)" \
   in_loopback_namespace env E2E_MEDIA_WORKERS=2 E2E_ROOM_SPREAD_AFTER=1 \
-  cargo test --offline -p switchyard-e2e
+  cargo test --workspace --offline "${E2E_TARGETS[@]}"
 run_step "fuzz targets: build and replay seeds" build_fuzz_targets
 run_step "TURN interop with coturn (loopback only)" in_loopback_namespace tests/turn/interop.sh
 run_step "signaling benchmarks, smoke run (loopback only)" bench_smoke

@@ -95,14 +95,22 @@ impl Command {
     }
 }
 
+/// The shard of a joined participant, and what [`ShardRoutes::place`] counted it as.
+#[derive(Debug)]
+struct Owner {
+    shard: usize,
+    room: String,
+    subscribe: bool,
+}
+
 /// Cheap, cloneable handle to the SFU task. Every method only queues a command, so none blocks.
 /// The task stops when the last handle is dropped.
 #[derive(Clone, Debug)]
 pub struct SfuHandle {
     /// One command channel per shard.
     shards: Arc<[mpsc::UnboundedSender<Command>]>,
-    /// The shard and room of every joined participant, by participant id.
-    owners: Arc<Mutex<HashMap<String, (usize, String)>>>,
+    /// Shard and room of every joined participant, by participant id.
+    owners: Arc<Mutex<HashMap<String, Owner>>>,
     /// Members of each room on each shard, shared with the shards.
     routes: Arc<ShardRoutes>,
     /// [`SfuConfig::room_spread_after`].
@@ -219,34 +227,40 @@ impl SfuHandle {
             Command::Join {
                 room,
                 participant_id,
+                subscribe,
                 ..
             } => {
-                if let Some((shard, _)) = owners.get(participant_id) {
+                if let Some(owner) = owners.get(participant_id) {
                     // The shard replies `already_joined`.
-                    return *shard;
+                    return owner.shard;
                 }
                 let (shard, created) =
                     self.routes
-                        .place(room, self.shards.len(), self.room_spread_after);
+                        .place(room, self.shards.len(), self.room_spread_after, *subscribe);
                 if created {
                     self.counters.room_created();
                 }
-                owners.insert(participant_id.clone(), (shard, room.clone()));
+                let owner = Owner {
+                    shard,
+                    room: room.clone(),
+                    subscribe: *subscribe,
+                };
+                owners.insert(participant_id.clone(), owner);
                 shard
             }
             Command::Leave { participant_id } => match owners.remove(participant_id) {
-                Some((shard, room)) => {
-                    if self.routes.leave(&room, shard) {
+                Some(owner) => {
+                    if self.routes.leave(&owner.room, owner.shard, owner.subscribe) {
                         self.counters.room_removed();
                     }
-                    shard
+                    owner.shard
                 }
                 None => 0,
             },
             Command::PublishOffer { participant_id, .. }
             | Command::SubscriberAnswer { participant_id, .. }
             | Command::Candidate { participant_id, .. } => {
-                owners.get(participant_id).map_or(0, |(shard, _)| *shard)
+                owners.get(participant_id).map_or(0, |owner| owner.shard)
             }
             Command::Traced(..) => 0,
         }

@@ -26,7 +26,7 @@ pub(crate) struct ShardRoutes {
     by_ufrag: RwLock<HashMap<String, usize>>,
     by_address: RwLock<HashMap<SocketAddr, usize>>,
     /// Members of each room on each shard, indexed by shard.
-    rooms: RwLock<HashMap<String, Vec<u32>>>,
+    rooms: RwLock<HashMap<String, Vec<Members>>>,
     /// Rooms with members on more than one shard. While there are none, forwarding skips the
     /// lookup in `rooms`.
     spread_rooms: AtomicUsize,
@@ -65,58 +65,67 @@ impl ShardRoutes {
         write(&self.by_address).remove(address);
     }
 
-    /// Picks the shard for a participant that joins `room` and counts it there. The room's home
-    /// shard takes members until it has `spread_after` of them. After that each member goes to
-    /// the shard with the fewest members of the room, the home shard first on a tie. Returns
-    /// the shard, and true when the room had no members before.
-    pub fn place(&self, room: &str, shards: usize, spread_after: usize) -> (usize, bool) {
+    /// Picks the shard for a participant that joins `room` and counts it there, as subscribing
+    /// when `subscribes` is true. The room's home shard takes members until it has
+    /// `spread_after` of them. After that each member goes to the shard with the fewest members
+    /// of the room, the home shard first on a tie. Returns the shard, and true when the room
+    /// had no members before.
+    pub fn place(
+        &self,
+        room: &str,
+        shards: usize,
+        spread_after: usize,
+        subscribes: bool,
+    ) -> (usize, bool) {
         let shards = shards.max(1);
         let home = shard_of_room(room, shards);
         let mut rooms = write(&self.rooms);
         let counts = rooms
             .entry(room.to_owned())
-            .or_insert_with(|| vec![0; shards]);
-        let created = counts.iter().all(|count| *count == 0);
-        let shard = if (counts[home] as usize) < spread_after.max(1) {
+            .or_insert_with(|| vec![Members::default(); shards]);
+        let created = shards_with_members(counts) == 0;
+        let shard = if (counts[home].all as usize) < spread_after.max(1) {
             home
         } else {
             // Starting at the home shard makes it win ties.
             (0..shards)
                 .map(|offset| (home + offset) % shards)
-                .min_by_key(|shard| counts[*shard])
+                .min_by_key(|shard| counts[*shard].all)
                 .unwrap_or(home)
         };
         let was_spread = shards_with_members(counts) > 1;
-        counts[shard] += 1;
+        counts[shard].all += 1;
+        counts[shard].subscribing += u32::from(subscribes);
         if !was_spread && shards_with_members(counts) > 1 {
             self.spread_rooms.fetch_add(1, Ordering::Relaxed);
         }
         (shard, created)
     }
 
-    /// Counts a member of `room` on `shard` out. Returns true when the room has no members
-    /// left.
-    pub fn leave(&self, room: &str, shard: usize) -> bool {
+    /// Counts a member of `room` on `shard` out, `subscribed` as [`ShardRoutes::place`]
+    /// counted it. Returns true when the room has no members left.
+    pub fn leave(&self, room: &str, shard: usize, subscribed: bool) -> bool {
         let mut rooms = write(&self.rooms);
         let Some(counts) = rooms.get_mut(room) else {
             return false;
         };
         let was_spread = shards_with_members(counts) > 1;
-        if let Some(count) = counts.get_mut(shard) {
-            *count = count.saturating_sub(1);
+        if let Some(members) = counts.get_mut(shard) {
+            members.all = members.all.saturating_sub(1);
+            members.subscribing = members.subscribing.saturating_sub(u32::from(subscribed));
         }
         if was_spread && shards_with_members(counts) < 2 {
             self.spread_rooms.fetch_sub(1, Ordering::Relaxed);
         }
-        let empty = counts.iter().all(|count| *count == 0);
+        let empty = shards_with_members(counts) == 0;
         if empty {
             rooms.remove(room);
         }
         empty
     }
 
-    /// Replaces the contents of `shards` with the shards other than `except` that have members
-    /// of `room`.
+    /// Replaces the contents of `shards` with the shards other than `except` that have
+    /// subscribing members of `room`.
     pub fn other_shards_of_room(&self, room: &str, except: usize, shards: &mut Vec<usize>) {
         shards.clear();
         if self.spread_rooms.load(Ordering::Relaxed) == 0 {
@@ -127,16 +136,24 @@ impl ShardRoutes {
                 counts
                     .iter()
                     .enumerate()
-                    .filter(|(shard, count)| *shard != except && **count > 0)
+                    .filter(|(shard, members)| *shard != except && members.subscribing > 0)
                     .map(|(shard, _)| shard),
             );
         }
     }
 }
 
+/// Members of one room on one shard.
+#[derive(Clone, Copy, Debug, Default)]
+struct Members {
+    all: u32,
+    /// Members that receive the room's tracks, so that the shard needs its RTP.
+    subscribing: u32,
+}
+
 /// Counts the shards with at least one member.
-fn shards_with_members(counts: &[u32]) -> usize {
-    counts.iter().filter(|count| **count > 0).count()
+fn shards_with_members(counts: &[Members]) -> usize {
+    counts.iter().filter(|members| members.all > 0).count()
 }
 
 /// Returns the shard that owns a room, out of `shards`.
@@ -175,7 +192,7 @@ mod tests {
     fn room_spreads_after_home_fills() {
         let routes = ShardRoutes::default();
         let home = shard_of_room("big", 3);
-        let placed: Vec<usize> = (0..5).map(|_| routes.place("big", 3, 2).0).collect();
+        let placed: Vec<usize> = (0..5).map(|_| routes.place("big", 3, 2, true).0).collect();
         assert_eq!(
             &placed[..2],
             &[home, home],
@@ -194,21 +211,21 @@ mod tests {
     #[test]
     fn room_counts_creation_and_emptying() {
         let routes = ShardRoutes::default();
-        let (first, created) = routes.place("small", 2, 8);
+        let (first, created) = routes.place("small", 2, 8, true);
         assert!(created);
-        let (second, created) = routes.place("small", 2, 8);
+        let (second, created) = routes.place("small", 2, 8, true);
         assert!(!created);
         assert_eq!(
             first, second,
             "a room below the limit stays on its home shard"
         );
-        assert!(!routes.leave("small", first));
-        assert!(routes.leave("small", second));
+        assert!(!routes.leave("small", first, true));
+        assert!(routes.leave("small", second, true));
         assert!(
-            routes.place("small", 2, 8).1,
+            routes.place("small", 2, 8, true).1,
             "an emptied room is created again"
         );
-        assert!(!routes.leave("unknown", 0));
+        assert!(!routes.leave("unknown", 0, true));
     }
 
     #[test]
@@ -216,17 +233,33 @@ mod tests {
         let routes = ShardRoutes::default();
         let home = shard_of_room("pair", 2);
         let mut others = Vec::new();
-        routes.place("pair", 2, 1);
+        routes.place("pair", 2, 1, true);
         assert_eq!(routes.spread_rooms.load(Ordering::Relaxed), 0);
-        let (second, _) = routes.place("pair", 2, 1);
+        let (second, _) = routes.place("pair", 2, 1, true);
         assert_ne!(second, home);
         assert_eq!(routes.spread_rooms.load(Ordering::Relaxed), 1);
         routes.other_shards_of_room("pair", home, &mut others);
         assert_eq!(others, [second]);
-        routes.leave("pair", second);
+        routes.leave("pair", second, true);
         assert_eq!(routes.spread_rooms.load(Ordering::Relaxed), 0);
         routes.other_shards_of_room("pair", home, &mut others);
         assert!(others.is_empty());
+    }
+
+    #[test]
+    fn shards_without_subscribers_get_no_rtp() {
+        let routes = ShardRoutes::default();
+        let (home, _) = routes.place("talk", 2, 1, true);
+        let (other, _) = routes.place("talk", 2, 1, false);
+        assert_ne!(home, other);
+        let mut shards = Vec::new();
+        routes.other_shards_of_room("talk", home, &mut shards);
+        assert!(
+            shards.is_empty(),
+            "the other shard's member does not subscribe"
+        );
+        routes.other_shards_of_room("talk", other, &mut shards);
+        assert_eq!(shards, [home]);
     }
 
     #[test]
