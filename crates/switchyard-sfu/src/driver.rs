@@ -151,7 +151,7 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
 const MAILBOX_BATCH: usize = 64;
 
 /// Handles, without waiting, what other shards sent: track and keyframe messages first, then
-/// RTP and forwarded datagrams, at most [`MAILBOX_BATCH`] of each. Their output is sent together
+/// RTP and forwarded datagrams, at most [`MAILBOX_BATCH`] of each of those two. Their output is sent together
 /// at the next turn of the loop.
 fn handle_mailboxes(sfu: &mut Sfu, mailboxes: &mut Mailboxes, received_at: &mut Vec<Duration>) {
     handle_control(sfu, &mut mailboxes.control);
@@ -169,10 +169,15 @@ fn handle_mailboxes(sfu: &mut Sfu, mailboxes: &mut Mailboxes, received_at: &mut 
     }
 }
 
-/// Handles up to [`MAILBOX_BATCH`] waiting track and keyframe messages.
+/// Track and keyframe messages taken in one call of [`handle_control`]. They are few, because
+/// keyframe requests are throttled per track, so this bound is only a guard. A track's RTP is
+/// dropped when it arrives before its TrackAdded was handled.
+const CONTROL_BATCH: usize = 1024;
+
+/// Handles up to [`CONTROL_BATCH`] waiting track and keyframe messages.
 fn handle_control(sfu: &mut Sfu, control: &mut mpsc::UnboundedReceiver<ShardMessage>) {
     let now = Instant::now();
-    for _ in 0..MAILBOX_BATCH {
+    for _ in 0..CONTROL_BATCH {
         let Ok(message) = control.try_recv() else {
             break;
         };

@@ -596,7 +596,7 @@ impl Sfu {
     /// [`KEYFRAME_REQUEST_INTERVAL`]. A request inside the interval is sent when it ends.
     pub(crate) fn request_keyframe(&mut self, now: Instant, key: ParticipantKey, track_id: &str) {
         if !self.participants.contains_key(&key) {
-            self.request_remote_keyframe(key, track_id);
+            self.request_remote_keyframe(now, key, track_id);
             return;
         }
         let Some(participant) = self.participants.get_mut(&key) else {
@@ -648,6 +648,7 @@ impl Sfu {
         for (key, track_id) in pending {
             self.request_keyframe(now, key, &track_id);
         }
+        self.flush_remote_keyframe_requests(now);
     }
 
     /// Asks the publishers of every video track a subscriber receives for a keyframe, so a

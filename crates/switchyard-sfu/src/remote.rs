@@ -13,7 +13,7 @@ use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use switchyard_proto::TrackKind;
 use tracing::{debug, trace};
 
-use crate::forward::{codec_of, Outgoing};
+use crate::forward::{codec_of, KeyframeDecision, KeyframeThrottle, Outgoing};
 use crate::metrics::DropReason;
 use crate::sfu::{ParticipantKey, Sfu};
 
@@ -62,6 +62,10 @@ pub(crate) struct RemoteTracks {
     pub tracks: HashMap<u64, (ParticipantKey, RemoteTrack)>,
     /// Local key of each publisher on another shard, by participant id.
     pub publishers: HashMap<String, ParticipantKey>,
+    /// Limits the keyframe requests this shard sends for each remote track, by global id, as
+    /// the publisher's shard limits the PLIs it sends. A subscriber's stream of PLIs then
+    /// becomes at most one message per interval.
+    pub keyframe_throttles: HashMap<u64, KeyframeThrottle>,
 }
 
 impl RemoteTracks {
@@ -169,6 +173,7 @@ impl Sfu {
         let Some((key, track)) = self.remote.tracks.remove(&global) else {
             return;
         };
+        self.remote.keyframe_throttles.remove(&global);
         let members = self.room_members(&track.room);
         self.remove_subscriptions(now, key, &track.publisher_id, &track.track_id, &members);
         if !self.remote.tracks.values().any(|(other, _)| *other == key) {
@@ -204,16 +209,44 @@ impl Sfu {
         self.rooms.get(room).cloned().unwrap_or_default()
     }
 
-    /// Sends a keyframe request for a video track of another shard to that shard. Does nothing
-    /// when `publisher` is not the stand-in of a remote publisher with that track.
-    pub(crate) fn request_remote_keyframe(&mut self, publisher: ParticipantKey, track_id: &str) {
+    /// Sends a keyframe request for a video track of another shard to that shard, at most one
+    /// per [`crate::sfu::KEYFRAME_REQUEST_INTERVAL`]. A request inside the interval is sent when
+    /// it ends. Does nothing when `publisher` is not the stand-in of a remote publisher with
+    /// that track.
+    pub(crate) fn request_remote_keyframe(
+        &mut self,
+        now: Instant,
+        publisher: ParticipantKey,
+        track_id: &str,
+    ) {
         let Some(track) = self.remote.find(publisher, track_id) else {
             return;
         };
-        if track.kind == TrackKind::Video {
-            let (shard, global) = (track.shard, track.global);
-            self.shard_out
-                .push((shard, ShardMessage::KeyframeRequest { global }));
+        if track.kind != TrackKind::Video {
+            return;
+        }
+        let (shard, global) = (track.shard, track.global);
+        let throttle = self.remote.keyframe_throttles.entry(global).or_default();
+        match throttle.request(now) {
+            KeyframeDecision::SendNow => self
+                .shard_out
+                .push((shard, ShardMessage::KeyframeRequest { global })),
+            KeyframeDecision::SendAt(at) => self.schedule_keyframe_flush(at),
+        }
+    }
+
+    /// Sends the keyframe requests for remote tracks that the throttle held back.
+    pub(crate) fn flush_remote_keyframe_requests(&mut self, now: Instant) {
+        let pending: Vec<(ParticipantKey, String)> = self
+            .remote
+            .keyframe_throttles
+            .iter()
+            .filter(|(_, throttle)| throttle.is_pending())
+            .filter_map(|(global, _)| self.remote.tracks.get(global))
+            .map(|(key, track)| (*key, track.track_id.clone()))
+            .collect();
+        for (key, track_id) in pending {
+            self.request_remote_keyframe(now, key, &track_id);
         }
     }
 }

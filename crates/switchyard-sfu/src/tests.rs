@@ -467,6 +467,19 @@ fn remote_track_reaches_members_and_late_joiners() {
         .collect();
     assert_eq!(requests.len(), 1);
 
+    // A second request inside the interval waits for the interval's end.
+    let count_requests = |sfu: &mut Sfu| {
+        sfu.shard_out
+            .drain(..)
+            .filter(|(_, message)| matches!(message, ShardMessage::KeyframeRequest { .. }))
+            .count()
+    };
+    h.sfu.request_keyframes_for_subscriber(h.now, viewer_key);
+    assert_eq!(count_requests(&mut h.sfu), 0, "held by the throttle");
+    let later = h.now + crate::sfu::KEYFRAME_REQUEST_INTERVAL;
+    h.sfu.handle_timeout(later);
+    assert_eq!(count_requests(&mut h.sfu), 1, "sent when the interval ends");
+
     h.sfu
         .handle_shard_message(h.now, ShardMessage::TrackRemoved { global });
     for id in ["viewer", "late-viewer"] {

@@ -254,6 +254,14 @@ impl Core {
                 let Ok(token): Result<[u8; 8], _> = value.try_into() else {
                     return reply_error(out, request, 400);
                 };
+                let Some(reservation) = self.reservations.get(&token) else {
+                    return reply_error(out, request, 508);
+                };
+                // The reservation's place in the quota moves to the requesting user.
+                if reservation.username != username && self.over_quota(&username, 1) {
+                    self.counters.quota_rejection();
+                    return reply_error(out, request, 486);
+                }
                 let Some(reservation) = self.reservations.remove(&token) else {
                     return reply_error(out, request, 508);
                 };
@@ -350,7 +358,11 @@ impl Core {
         writer.attr_u32(ATTR_LIFETIME, remaining.as_secs() as u32);
         // A client whose first success response was lost still needs the token.
         if let Some(token) = allocation.reservation_token {
-            if self.reservations.contains_key(&token) {
+            let live = self
+                .reservations
+                .get(&token)
+                .is_some_and(|reservation| now.instant < reservation.expires);
+            if live {
                 writer.attr(ATTR_RESERVATION_TOKEN, &token);
             }
         }

@@ -1185,6 +1185,33 @@ fn reservations_count_in_user_quota() {
 }
 
 #[test]
+fn token_of_another_user_needs_quota() {
+    let mut config = test_config();
+    config.user_quota = 2;
+    let mut h = Harness::with_config(config);
+    let (_, reply) = allocate_reserving(&mut h, udp_client(40000), Ok);
+    let token = reply.attr(ATTR_RESERVATION_TOKEN).expect("token");
+
+    // Bob fills his own quota of two, then presents Alice's token.
+    let bob = format!("{}:bob", UNIX_START + 100);
+    let bob_creds = Creds::sha1(&bob, &crate::credentials::password_for(SECRETS[0], &bob));
+    for port in [40001, 40002] {
+        let client = udp_client(port);
+        h.challenge(client);
+        let reply = h.allocate_with(client, &[udp_transport()], &bob_creds);
+        assert_eq!(reply.class(), CLASS_SUCCESS_RESPONSE);
+    }
+    let client = udp_client(40003);
+    h.challenge(client);
+    let reply = h.allocate_with(
+        client,
+        &[udp_transport(), (ATTR_RESERVATION_TOKEN, token)],
+        &bob_creds,
+    );
+    assert_eq!(reply.error_code(), Some(486), "Bob's quota is full");
+}
+
+#[test]
 fn reserve_and_delete_cannot_pin_ports() {
     let mut config = test_config();
     config.user_quota = 2;
