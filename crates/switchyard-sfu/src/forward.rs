@@ -302,7 +302,8 @@ impl Sfu {
             packet: &packet,
         };
         self.fan_out(now, &outgoing, &subscribers);
-        if self.shards > 1 {
+        // Rooms that never spread, most of them, skip the copy of the room id.
+        if self.shards > 1 && self.routes.any_room_spread() {
             if let Some(participant) = self.participants.get(&key) {
                 let room = participant.room.clone();
                 self.send_rtp_to_shards(&room, global, &packet);

@@ -124,11 +124,16 @@ impl ShardRoutes {
         empty
     }
 
+    /// Returns true when some room has members on more than one shard.
+    pub fn any_room_spread(&self) -> bool {
+        self.spread_rooms.load(Ordering::Relaxed) > 0
+    }
+
     /// Replaces the contents of `shards` with the shards other than `except` that have
     /// subscribing members of `room`.
     pub fn other_shards_of_room(&self, room: &str, except: usize, shards: &mut Vec<usize>) {
         shards.clear();
-        if self.spread_rooms.load(Ordering::Relaxed) == 0 {
+        if !self.any_room_spread() {
             return;
         }
         if let Some(counts) = read(&self.rooms).get(room) {
