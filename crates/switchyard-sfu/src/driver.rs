@@ -12,7 +12,7 @@ use crate::batch::{BatchSocket, BATCH};
 use crate::handle::Command;
 use crate::metrics::DropReason;
 use crate::remote::ShardMessage;
-use crate::sfu::Sfu;
+use crate::sfu::{Sfu, Transmit};
 
 /// How long the loop sleeps when no timer is pending.
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
@@ -75,15 +75,16 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
     let mut transmits = Vec::with_capacity(BATCH);
     let mut received_at = Vec::with_capacity(DELAY_SAMPLES);
     loop {
-        send_to_shards(&mut sfu, &mailboxes.links, &received_at);
         // Send everything the last step produced before waiting again, in one go so that runs
         // of datagrams to one destination stay whole.
-        transmits.extend(std::iter::from_fn(|| sfu.poll_transmit()));
-        if !transmits.is_empty() {
-            let sent = socket.send_all(&mut transmits).await;
-            sfu.counters.sent(sent.messages, sent.datagrams);
-        }
-        record_delays(&sfu, &mut received_at);
+        flush(
+            &mut sfu,
+            &socket,
+            &mailboxes.links,
+            &mut transmits,
+            &mut received_at,
+        )
+        .await;
 
         let deadline = sfu
             .poll_timeout()
@@ -110,15 +111,16 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
                             datagrams.by_ref().take(DATAGRAMS_PER_DRAIN),
                             &mut received_at,
                         );
-                        send_to_shards(&mut sfu, &mailboxes.links, &received_at);
                         // The copies of a large room leave before the next part of the read
                         // is handled, so its first packets do not wait for all of it.
-                        transmits.extend(std::iter::from_fn(|| sfu.poll_transmit()));
-                        if !transmits.is_empty() {
-                            let sent = socket.send_all(&mut transmits).await;
-                            sfu.counters.sent(sent.messages, sent.datagrams);
-                            record_delays(&sfu, &mut received_at);
-                        }
+                        flush(
+                            &mut sfu,
+                            &socket,
+                            &mailboxes.links,
+                            &mut transmits,
+                            &mut received_at,
+                        )
+                        .await;
                     }
                 }
                 // The socket branch wins every turn while datagrams keep arriving, so what
@@ -144,6 +146,24 @@ pub(crate) async fn run(socket: UdpSocket, mut sfu: Sfu, mut mailboxes: Mailboxe
         }
     }
     info!(shard = sfu.shard, "SFU shard stopped");
+}
+
+/// Hands the shard's messages to other shards, sends its datagrams, and records the delay of
+/// the RTP datagrams handled since the last flush.
+async fn flush(
+    sfu: &mut Sfu,
+    socket: &BatchSocket,
+    links: &[ShardLink],
+    transmits: &mut Vec<Transmit>,
+    received_at: &mut Vec<Duration>,
+) {
+    send_to_shards(sfu, links, received_at);
+    transmits.extend(std::iter::from_fn(|| sfu.poll_transmit()));
+    if !transmits.is_empty() {
+        let sent = socket.send_all(transmits).await;
+        sfu.counters.sent(sent.messages, sent.datagrams);
+    }
+    record_delays(sfu, received_at);
 }
 
 /// Messages or datagrams taken from each channel from other shards in one call of

@@ -258,8 +258,12 @@ async fn reservation_skips_taken_odd_port() {
     rtc_stun::message::Getter::get_from(&mut token, &response).expect("RESERVATION-TOKEN");
 
     // The reserved port is bound by the server, not only marked in its tables.
-    let taken = std::net::UdpSocket::bind(("127.0.0.1", base + 3));
-    assert!(taken.is_err(), "port {} is not held", base + 3);
+    let rebind = std::net::UdpSocket::bind(("127.0.0.1", base + 3));
+    assert!(
+        rebind.is_err(),
+        "port {} is not bound by the server",
+        base + 3
+    );
 
     let mut second = TestClient::udp(server.udp_addrs()[0]).await;
     let response = second.request(METHOD_ALLOCATE, &[&transport, &token]).await;

@@ -375,8 +375,8 @@ impl Core {
     /// so a user cannot hold ports beyond the quota by allocating with the R bit and deleting.
     fn over_quota(&self, username: &str, places: u32) -> bool {
         let total = self.config.total_quota;
-        let held = self.allocations.len() + self.reservations.len();
-        if total > 0 && held + places as usize > total as usize {
+        let in_use = self.allocations.len() + self.reservations.len();
+        if total > 0 && in_use + places as usize > total as usize {
             return true;
         }
         let per_user = self.config.user_quota;

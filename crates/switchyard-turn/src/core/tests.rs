@@ -63,6 +63,14 @@ struct Creds {
 }
 
 impl Creds {
+    /// Returns time-limited credentials of `user` that expire at `expiry` (Unix seconds),
+    /// signed with the first secret.
+    fn time_limited(user: &str, expiry: u64) -> Self {
+        let username = format!("{expiry}:{user}");
+        let password = crate::credentials::password_for(SECRETS[0], &username);
+        Creds::sha1(&username, &password)
+    }
+
     fn sha1(username: &str, password: &str) -> Self {
         Creds {
             username: username.to_owned(),
@@ -1193,8 +1201,7 @@ fn token_of_another_user_needs_quota() {
     let token = reply.attr(ATTR_RESERVATION_TOKEN).expect("token");
 
     // Bob fills his own quota of two, then presents Alice's token.
-    let bob = format!("{}:bob", UNIX_START + 100);
-    let bob_creds = Creds::sha1(&bob, &crate::credentials::password_for(SECRETS[0], &bob));
+    let bob_creds = Creds::time_limited("bob", UNIX_START + 100);
     for port in [40001, 40002] {
         let client = udp_client(port);
         h.challenge(client);

@@ -224,12 +224,12 @@ impl State {
             self.core.handle_client_closed(client);
             return;
         };
-        let mut held = None;
+        let mut reserved_socket = None;
         let result = match transport {
             RelayTransport::Udp => self
                 .bind_udp_relay(addr, reserve_next)
                 .map(|(socket, next)| {
-                    held = next;
+                    reserved_socket = next;
                     let task = udp::spawn_relay(shared, relay, socket.clone(), sink, client.remote);
                     (
                         Relay {
@@ -249,7 +249,7 @@ impl State {
         match result {
             Ok((entry, Ok(local))) => {
                 self.relays.insert(relay, entry);
-                if let Some((next, socket)) = held {
+                if let Some((next, socket)) = reserved_socket {
                     self.reserved.insert(next, socket);
                 }
                 self.core.handle_relay_bound(now, relay, Ok(local));
